@@ -1,0 +1,32 @@
+"""sessionactor: an asyncio actor that owns typed, constrained, versioned session state."""
+
+from .errors import AtomicUpdateError as AtomicUpdateError
+from .errors import CallTimeout as CallTimeout
+from .errors import ConstraintViolation as ConstraintViolation
+from .errors import InternalError as InternalError
+from .errors import InvalidArgument as InvalidArgument
+from .errors import InvalidConstraint as InvalidConstraint
+from .errors import InvalidImport as InvalidImport
+from .errors import ProgramNotFound as ProgramNotFound
+from .errors import SessionLimitExceeded as SessionLimitExceeded
+from .errors import SessionNotFound as SessionNotFound
+from .errors import SessionStoreError as SessionStoreError
+from .errors import StoreClosed as StoreClosed
+from .errors import UnknownType as UnknownType
+from .errors import ValidationError as ValidationError
+from .errors import VariableExists as VariableExists
+from .errors import VariableLocked as VariableLocked
+from .errors import VariableNotFound as VariableNotFound
+from .errors import VersionConflict as VersionConflict
+from .errors import WatchOverflow as WatchOverflow
+from .model import BatchGet as BatchGet
+from .model import Session as Session
+from .model import StoreStats as StoreStats
+from .model import Variable as Variable
+from .model import VariableChange as VariableChange
+from .store import SessionStore as SessionStore
+from .types import Tensor as Tensor
+from .types import TypeSpec as TypeSpec
+from .types import VariableType as VariableType
+
+__version__ = "0.1.0"

@@ -1,0 +1,127 @@
+"""The mailbox loop: one task drains command messages and answers each future.
+
+Each turn takes every message already waiting (a batch), runs their handlers
+one after another, then answers them. The three phases are kept apart on
+purpose: a durability layer can persist the batch's changes between "handled"
+and "answered" (group commit) without reshaping the loop. A handler never
+awaits, so no message can interleave with another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Final
+
+from .errors import SessionStoreError, StoreClosed
+from .messages import Command
+from .model import VariableChange
+from .state import StoreState
+
+__all__ = ["Actor", "Envelope"]
+
+Envelope = tuple[Command | None, "asyncio.Future[object] | None"]
+_SWEEP: Final[Envelope] = (None, None)
+_MAX_BATCH: Final = 512  # bounds how long one turn holds the loop
+
+
+class Actor:
+    """Owns the mailbox and runs :class:`StoreState` handlers for it."""
+
+    def __init__(
+        self,
+        state: StoreState,
+        *,
+        mailbox_size: int | None,
+        cleanup_interval: float | None,
+        on_changes: Callable[[list[VariableChange]], None] | None = None,
+    ) -> None:
+        self.state = state
+        self.mailbox: asyncio.Queue[Envelope] = asyncio.Queue(mailbox_size or 0)
+        self.closed = False  # no new calls are taken
+        self.finished = False  # the loop has ended and the mailbox was answered
+        self._cleanup_interval = cleanup_interval
+        self._sweep_timer: asyncio.TimerHandle | None = None
+        self._on_changes = on_changes
+        state.mailbox_depth = self.mailbox.qsize
+
+    async def serve(self) -> None:
+        """Run until cancelled; then answer everything that is left."""
+        loop = asyncio.get_running_loop()
+        self._schedule_sweep(loop)
+        mailbox = self.mailbox
+        handle = self.state.handle
+        batch: list[Envelope] = []
+        replies: list[tuple[bool, object]] = []
+        try:
+            while True:
+                batch.append(await mailbox.get())
+                while len(batch) < _MAX_BATCH and not mailbox.empty():
+                    batch.append(mailbox.get_nowait())
+
+                # 1. handle: apply every command of the batch, in order
+                for command, _ in batch:
+                    if command is None:
+                        self.state.sweep()
+                        self._schedule_sweep(loop)
+                        replies.append((True, None))
+                        continue
+                    try:
+                        replies.append((True, handle(command)))
+                    except SessionStoreError as error:
+                        replies.append((False, error))
+
+                # 2. (group commit would persist the batch's changes here)
+
+                # 3. answer, then tell watchers what was committed
+                self._answer(batch, replies)
+                if self.state.changes:
+                    self._publish_changes()
+        finally:
+            self.closed = True
+            if self._sweep_timer is not None:
+                self._sweep_timer.cancel()
+            self._answer(batch, replies)  # a batch cut short still gets its replies
+            self.drain_closed()
+            if self.state.changes:
+                self._publish_changes()
+            self.finished = True
+
+    @staticmethod
+    def _answer(batch: list[Envelope], replies: list[tuple[bool, object]]) -> None:
+        for (_, future), (ok, reply) in zip(batch, replies, strict=False):
+            if future is None or future.done():  # the caller gave up: drop the late reply
+                continue
+            if ok:
+                future.set_result(reply)
+            else:
+                future.set_exception(reply)  # type: ignore[arg-type]
+        for _, future in batch[len(replies) :]:
+            if future is not None and not future.done():
+                future.set_exception(StoreClosed())
+        batch.clear()
+        replies.clear()
+
+    def drain_closed(self) -> None:
+        """Answer every queued message with StoreClosed (the loop is gone)."""
+        mailbox = self.mailbox
+        while not mailbox.empty():
+            _, future = mailbox.get_nowait()
+            if future is not None and not future.done():
+                future.set_exception(StoreClosed())
+
+    def _publish_changes(self) -> None:
+        changes, self.state.changes = self.state.changes, []
+        if self._on_changes is not None:
+            self._on_changes(changes)
+
+    def _schedule_sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        interval = self._cleanup_interval
+        if interval is not None and interval != float("inf") and not self.closed:
+            self._sweep_timer = loop.call_later(interval, self._request_sweep)
+
+    def _request_sweep(self) -> None:
+        try:
+            self.mailbox.put_nowait(_SWEEP)
+        except asyncio.QueueFull:  # busy: try again next interval
+            self._schedule_sweep(asyncio.get_running_loop())

@@ -1,0 +1,548 @@
+"""Variable types: validation, constraints and JSON form (SPEC §5).
+
+A type is any object with the shape of :class:`TypeSpec`. The eight built-ins
+below are such objects; ``SessionStore(types=[...])`` adds more beside them.
+
+>>> FLOAT.validate(1)
+1.0
+>>> FLOAT.check(1.5, {"max": 1.0})
+Traceback (most recent call last):
+...
+sessionactor.errors.ConstraintViolation: value 1.5 is above maximum 1.0
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import numbers
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Final, Protocol, runtime_checkable
+
+import attrs
+
+from ._frozen import decode_float, encode_float
+from .errors import (
+    ConstraintViolation,
+    InvalidArgument,
+    InvalidConstraint,
+    UnknownType,
+    ValidationError,
+    describe,
+)
+
+__all__ = [
+    "BOOLEAN",
+    "BUILTIN_TYPES",
+    "CHOICE",
+    "EMBEDDING",
+    "FLOAT",
+    "INTEGER",
+    "MODULE",
+    "STRING",
+    "TENSOR",
+    "Tensor",
+    "TypeRegistry",
+    "TypeSpec",
+    "VariableType",
+]
+
+Constraints = Mapping[str, object]
+
+
+class VariableType(enum.StrEnum):
+    """The names of the built-in types; each member equals its name string."""
+
+    FLOAT = "float"
+    INTEGER = "integer"
+    STRING = "string"
+    BOOLEAN = "boolean"
+    CHOICE = "choice"
+    MODULE = "module"
+    EMBEDDING = "embedding"
+    TENSOR = "tensor"
+
+
+@runtime_checkable
+class TypeSpec(Protocol):
+    """What the store needs of a variable type.
+
+    ``validate`` turns an accepted input into its stored, immutable form or raises
+    :class:`ValidationError`; ``validate_constraints`` vets a constraint spec at
+    registration (:class:`InvalidConstraint`); ``check`` tests a validated value
+    against vetted constraints (:class:`ConstraintViolation`); ``to_json`` and
+    ``from_json`` convert the stored form to and from what ``json`` accepts.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    def validate(self, value: object) -> object: ...
+
+    def validate_constraints(self, constraints: Constraints) -> None: ...
+
+    def check(self, value: object, constraints: Constraints) -> None: ...
+
+    def to_json(self, value: object) -> object: ...
+
+    def from_json(self, data: object) -> object: ...
+
+
+@attrs.frozen
+class Tensor:
+    """An immutable tensor: a shape and its data, flattened in row-major order."""
+
+    shape: tuple[int, ...]
+    data: tuple[float, ...]
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def to_nested(self) -> object:
+        """The data as nested lists following ``shape``."""
+
+        def build(offset: int, dims: tuple[int, ...]) -> tuple[object, int]:
+            if not dims:
+                return self.data[offset], offset + 1
+            items = []
+            for _ in range(dims[0]):
+                item, offset = build(offset, dims[1:])
+                items.append(item)
+            return items, offset
+
+        return build(0, self.shape)[0]
+
+
+# --------------------------------------------------------------------------
+# Helpers shared by the built-ins
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _as_float(value: object) -> float | None:
+    """``value`` as a float if it is a real number (not bool), else None."""
+    if type(value) is float:
+        return value
+    if not _is_number(value):
+        return None
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (OverflowError, ValueError, TypeError):
+        return None
+
+
+def _listing(items: Iterable[object]) -> str:
+    return ", ".join(str(item) for item in items)
+
+
+def _require_keys(type_name: str, constraints: Constraints, allowed: frozenset[str]) -> None:
+    for key in constraints:
+        if key not in allowed:
+            known = ", ".join(sorted(allowed)) or "none"
+            raise InvalidConstraint(
+                f"unknown constraint {describe(key)} for type {type_name} (allowed: {known})"
+            )
+
+
+def _number_constraint(type_name: str, constraints: Constraints, key: str) -> float | None:
+    if key not in constraints or constraints[key] is None:
+        return None
+    bound = constraints[key]
+    if not _is_number(bound) or math.isnan(float(bound)):  # type: ignore[arg-type]
+        raise InvalidConstraint(
+            f"constraint {key} of type {type_name} must be a number, got {describe(bound)}"
+        )
+    return float(bound)  # type: ignore[arg-type]
+
+
+def _min_max_constraints(type_name: str, constraints: Constraints) -> None:
+    _require_keys(type_name, constraints, frozenset({"min", "max"}))
+    low = _number_constraint(type_name, constraints, "min")
+    high = _number_constraint(type_name, constraints, "max")
+    if low is not None and high is not None and low > high:
+        raise InvalidConstraint(
+            f"constraint min {constraints['min']} is greater than max {constraints['max']}"
+        )
+
+
+def _check_min_max(value: float, constraints: Constraints) -> None:
+    # ``not (a >= b)`` rather than ``a < b`` so that NaN fails every bound.
+    low = constraints.get("min")
+    if low is not None and not value >= low:  # type: ignore[operator]
+        raise ConstraintViolation(f"value {value} is below minimum {low}", value=value)
+    high = constraints.get("max")
+    if high is not None and not value <= high:  # type: ignore[operator]
+        raise ConstraintViolation(f"value {value} is above maximum {high}", value=value)
+
+
+def _string_list_constraint(type_name: str, constraints: Constraints, key: str) -> None:
+    items = constraints.get(key)
+    if items is None:
+        return
+    if (
+        isinstance(items, str)
+        or not isinstance(items, Sequence)
+        or not all(isinstance(item, str) for item in items)
+    ):
+        raise InvalidConstraint(
+            f"constraint {key} of type {type_name} must be a list of strings, got {describe(items)}"
+        )
+
+
+def _count_constraint(type_name: str, constraints: Constraints, key: str) -> int | None:
+    count = constraints.get(key)
+    if count is None:
+        return None
+    if type(count) is not int or count < 0:
+        raise InvalidConstraint(
+            f"constraint {key} of type {type_name} must be a non-negative integer, "
+            f"got {describe(count)}"
+        )
+    return count
+
+
+# --------------------------------------------------------------------------
+# The built-in types
+
+
+class _ScalarJSON:
+    """JSON form for types whose stored value is already JSON-ready."""
+
+    def to_json(self, value: object) -> object:
+        return value
+
+    def from_json(self, data: object) -> object:
+        return self.validate(data)  # type: ignore[attr-defined]
+
+
+class FloatType:
+    """Real numbers; ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` are accepted too."""
+
+    name: Final = "float"
+
+    def validate(self, value: object) -> float:
+        result = _as_float(decode_float(value))
+        if result is None:
+            raise ValidationError("must be a number", value=value)
+        return result
+
+    def validate_constraints(self, constraints: Constraints) -> None:
+        _min_max_constraints(self.name, constraints)
+
+    def check(self, value: object, constraints: Constraints) -> None:
+        if constraints:
+            _check_min_max(value, constraints)  # type: ignore[arg-type]
+
+    def to_json(self, value: object) -> object:
+        return encode_float(value)  # type: ignore[arg-type]
+
+    def from_json(self, data: object) -> object:
+        return self.validate(data)
+
+
+class IntegerType(_ScalarJSON):
+    """Whole numbers; a whole float is accepted and stored as ``int``."""
+
+    name: Final = "integer"
+
+    def validate(self, value: object) -> int:
+        if type(value) is int:
+            return value
+        if isinstance(value, bool) or not _is_number(value):
+            raise ValidationError("must be an integer", value=value)
+        if isinstance(value, numbers.Integral):
+            return int(value)
+        as_float = float(value)  # type: ignore[arg-type]
+        if not as_float.is_integer():
+            raise ValidationError(f"must be a whole number, got {value}", value=value)
+        return int(as_float)
+
+    def validate_constraints(self, constraints: Constraints) -> None:
+        _min_max_constraints(self.name, constraints)
+
+    def check(self, value: object, constraints: Constraints) -> None:
+        if constraints:
+            _check_min_max(value, constraints)  # type: ignore[arg-type]
+
+
+class StringType(_ScalarJSON):
+    """Text, with optional length bounds, a regex (searched) and an enumeration."""
+
+    name: Final = "string"
+    _KEYS: Final = frozenset({"min_length", "max_length", "pattern", "enum"})
+
+    def validate(self, value: object) -> str:
+        if type(value) is str:
+            return value
+        if value is None:
+            raise ValidationError("cannot be None", value=value)
+        if not isinstance(value, str):
+            raise ValidationError("must be a string", value=value)
+        return str.__str__(value)
+
+    def validate_constraints(self, constraints: Constraints) -> None:
+        _require_keys(self.name, constraints, self._KEYS)
+        low = _count_constraint(self.name, constraints, "min_length")
+        high = _count_constraint(self.name, constraints, "max_length")
+        if low is not None and high is not None and low > high:
+            raise InvalidConstraint(
+                f"constraint min_length {low} is greater than max_length {high}"
+            )
+        pattern = constraints.get("pattern")
+        if pattern is not None:
+            if not isinstance(pattern, str):
+                raise InvalidConstraint(
+                    f"constraint pattern must be a string, got {describe(pattern)}"
+                )
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise InvalidConstraint(
+                    f"constraint pattern {describe(pattern)} is not a valid regex: {error}"
+                ) from None
+        _string_list_constraint(self.name, constraints, "enum")
+
+    def check(self, value: object, constraints: Constraints) -> None:
+        if not constraints:
+            return
+        text: str = value  # type: ignore[assignment]
+        low = constraints.get("min_length")
+        if low is not None and len(text) < low:  # type: ignore[operator]
+            raise ConstraintViolation(
+                f"must be at least {low} characters, got {len(text)}", value=text
+            )
+        high = constraints.get("max_length")
+        if high is not None and len(text) > high:  # type: ignore[operator]
+            raise ConstraintViolation(
+                f"must be at most {high} characters, got {len(text)}", value=text
+            )
+        pattern = constraints.get("pattern")
+        if pattern is not None and re.search(pattern, text) is None:  # type: ignore[call-overload]
+            raise ConstraintViolation(f"must match pattern: {pattern}", value=text)
+        allowed = constraints.get("enum")
+        if allowed is not None and text not in allowed:  # type: ignore[operator]
+            raise ConstraintViolation(f"must be one of: {_listing(allowed)}", value=text)  # type: ignore[arg-type]
+
+
+class BooleanType(_ScalarJSON):
+    """``True``/``False``; also ``"true"``/``"false"`` and ``1``/``0``."""
+
+    name: Final = "boolean"
+    _ACCEPTED: Final[dict[object, bool]] = {"true": True, "false": False}
+
+    def validate(self, value: object) -> bool:
+        if value is True or value is False:
+            return value
+        if type(value) is int and value in (0, 1):
+            return value == 1
+        if type(value) is str and value in self._ACCEPTED:
+            return self._ACCEPTED[value]
+        raise ValidationError("must be a boolean (true or false)", value=value)
+
+    def validate_constraints(self, constraints: Constraints) -> None:
+        _require_keys(self.name, constraints, frozenset())
+
+    def check(self, value: object, constraints: Constraints) -> None:
+        return None
+
+
+class _OneOfType(_ScalarJSON):
+    """A string restricted to a list of allowed strings (empty or absent: any)."""
+
+    name: str
+    _key: str
+    _message: str
+
+    def validate(self, value: object) -> str:
+        if type(value) is str:
+            return value
+        if not isinstance(value, str):
+            raise ValidationError("must be a string", value=value)
+        return str.__str__(value)
+
+    def validate_constraints(self, constraints: Constraints) -> None:
+        _require_keys(self.name, constraints, frozenset({self._key}))
+        _string_list_constraint(self.name, constraints, self._key)
+
+    def check(self, value: object, constraints: Constraints) -> None:
+        allowed = constraints.get(self._key)
+        if allowed and value not in allowed:  # type: ignore[operator]
+            raise ConstraintViolation(f"{self._message}{_listing(allowed)}", value=value)  # type: ignore[arg-type]
+
+
+class ChoiceType(_OneOfType):
+    """One of the strings in ``choices``."""
+
+    name = "choice"
+    _key = "choices"
+    _message = "must be one of: "
+
+
+class ModuleType(_OneOfType):
+    """A module name, one of ``allowed_modules`` when that is given."""
+
+    name = "module"
+    _key = "allowed_modules"
+    _message = "must be one of the allowed modules: "
+
+
+def _number_tuple(items: object) -> tuple[float, ...] | None:
+    """A flat sequence of real numbers as a tuple of floats, or None."""
+    if isinstance(items, str | bytes | bytearray) or not isinstance(items, Sequence):
+        return None
+    result = []
+    for item in items:
+        number = _as_float(decode_float(item))
+        if number is None:
+            return None
+        result.append(number)
+    return tuple(result)
+
+
+class EmbeddingType:
+    """A vector of numbers, stored as ``tuple[float, ...]``."""
+
+    name: Final = "embedding"
+
+    def validate(self, value: object) -> tuple[float, ...]:
+        vector = _number_tuple(value)
+        if vector is None:
+            raise ValidationError("must be a list of numbers", value=value)
+        return vector
+
+    def validate_constraints(self, constraints: Constraints) -> None:
+        _require_keys(self.name, constraints, frozenset({"dimensions"}))
+        _count_constraint(self.name, constraints, "dimensions")
+
+    def check(self, value: object, constraints: Constraints) -> None:
+        dimensions = constraints.get("dimensions")
+        if dimensions is not None and len(value) != dimensions:  # type: ignore[arg-type]
+            raise ConstraintViolation(f"must have exactly {dimensions} dimensions", value=value)
+
+    def to_json(self, value: object) -> object:
+        return [encode_float(item) for item in value]  # type: ignore[attr-defined]
+
+    def from_json(self, data: object) -> object:
+        return self.validate(data)
+
+
+def _flatten(data: object) -> list[object] | None:
+    """Nested sequences of numbers flattened in order, or None if not such."""
+    flat: list[object] = []
+    stack: list[Iterable[object]] = [iter((data,))]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list | tuple):
+                if len(stack) > 64:
+                    return None
+                stack.append(iter(item))
+                break
+            flat.append(item)
+        else:
+            stack.pop()
+    return flat
+
+
+class TensorType:
+    """A shaped array of numbers, stored as an immutable :class:`Tensor`."""
+
+    name: Final = "tensor"
+    _SHAPE_ERROR: Final = "must be a tensor with shape and data"
+
+    def validate(self, value: object) -> Tensor:
+        if isinstance(value, Tensor):
+            shape: object = value.shape
+            data: object = value.data
+        elif isinstance(value, Mapping) and "shape" in value and "data" in value:
+            shape, data = value["shape"], value["data"]
+        else:
+            raise ValidationError(self._SHAPE_ERROR, value=value)
+        if (
+            isinstance(shape, str)
+            or not isinstance(shape, Sequence)
+            or not all(type(dim) is int and dim >= 0 for dim in shape)
+            or not isinstance(data, list | tuple)
+        ):
+            raise ValidationError(self._SHAPE_ERROR, value=value)
+        flat = _flatten(data)
+        numbers_ = None if flat is None else _number_tuple(flat)
+        if numbers_ is None:
+            raise ValidationError(self._SHAPE_ERROR, value=value)
+        dims = tuple(shape)
+        if len(numbers_) != math.prod(dims):
+            raise ValidationError("data size doesn't match shape", value=value)
+        return Tensor(dims, numbers_)
+
+    def validate_constraints(self, constraints: Constraints) -> None:
+        _require_keys(self.name, constraints, frozenset({"shape"}))
+        shape = constraints.get("shape")
+        if shape is not None and (
+            isinstance(shape, str)
+            or not isinstance(shape, Sequence)
+            or not all(type(dim) is int and dim >= 0 for dim in shape)
+        ):
+            raise InvalidConstraint(
+                f"constraint shape must be a list of non-negative integers, got {describe(shape)}"
+            )
+
+    def check(self, value: object, constraints: Constraints) -> None:
+        shape = constraints.get("shape")
+        if shape is not None and value.shape != tuple(shape):  # type: ignore[attr-defined, arg-type]
+            expected = "[" + ", ".join(str(dim) for dim in shape) + "]"  # type: ignore[attr-defined]
+            raise ConstraintViolation(f"shape must be {expected}", value=value)
+
+    def to_json(self, value: object) -> object:
+        tensor: Tensor = value  # type: ignore[assignment]
+        return {"shape": list(tensor.shape), "data": [encode_float(x) for x in tensor.data]}
+
+    def from_json(self, data: object) -> object:
+        return self.validate(data)
+
+
+FLOAT: Final = FloatType()
+INTEGER: Final = IntegerType()
+STRING: Final = StringType()
+BOOLEAN: Final = BooleanType()
+CHOICE: Final = ChoiceType()
+MODULE: Final = ModuleType()
+EMBEDDING: Final = EmbeddingType()
+TENSOR: Final = TensorType()
+
+BUILTIN_TYPES: Final[Mapping[str, TypeSpec]] = {
+    spec.name: spec for spec in (FLOAT, INTEGER, STRING, BOOLEAN, CHOICE, MODULE, EMBEDDING, TENSOR)
+}
+
+
+_TYPE_MEMBERS: Final = ("name", "validate", "validate_constraints", "check", "to_json", "from_json")
+
+
+class TypeRegistry:
+    """The types one store knows: the built-ins plus any the user adds."""
+
+    def __init__(self, extra: Iterable[TypeSpec] = ()) -> None:
+        self._types: dict[str, TypeSpec] = dict(BUILTIN_TYPES)
+        for spec in extra:
+            missing = [member for member in _TYPE_MEMBERS if not hasattr(spec, member)]
+            if missing:
+                raise InvalidArgument(f"type {describe(spec)} lacks {', '.join(missing)}")
+            name = spec.name
+            if type(name) is not str or not name:
+                raise InvalidArgument(f"type name must be a non-empty str, got {describe(name)}")
+            if name in self._types:
+                raise InvalidArgument(f"type name {name!r} is already registered")
+            self._types[name] = spec
+
+    def resolve(self, type_name: object) -> TypeSpec:
+        """The type for a name or :class:`VariableType` member; else :class:`UnknownType`."""
+        if isinstance(type_name, str):
+            spec = self._types.get(str(type_name))
+            if spec is not None:
+                return spec
+        raise UnknownType(type_name)
+
+    def names(self) -> list[str]:
+        return list(self._types)
