@@ -25,6 +25,15 @@ _SWEEP: Final[Envelope] = (None, None)
 _MAX_BATCH: Final = 512  # bounds how long one turn holds the loop
 
 
+class _Failed:
+    """A handler's error, waiting to be raised in its caller (a reply may be any object)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: SessionStoreError) -> None:
+        self.error = error
+
+
 class Actor:
     """Owns the mailbox and runs :class:`StoreState` handlers for it."""
 
@@ -52,7 +61,7 @@ class Actor:
         mailbox = self.mailbox
         handle = self.state.handle
         batch: list[Envelope] = []
-        replies: list[tuple[bool, object]] = []
+        replies: list[object] = []
         try:
             while True:
                 batch.append(await mailbox.get())
@@ -64,12 +73,12 @@ class Actor:
                     if command is None:
                         self.state.sweep()
                         self._schedule_sweep(loop)
-                        replies.append((True, None))
+                        replies.append(None)
                         continue
                     try:
-                        replies.append((True, handle(command)))
+                        replies.append(handle(command))
                     except SessionStoreError as error:
-                        replies.append((False, error))
+                        replies.append(_Failed(error))
 
                 # 2. (group commit would persist the batch's changes here)
 
@@ -88,14 +97,14 @@ class Actor:
             self.finished = True
 
     @staticmethod
-    def _answer(batch: list[Envelope], replies: list[tuple[bool, object]]) -> None:
-        for (_, future), (ok, reply) in zip(batch, replies, strict=False):
+    def _answer(batch: list[Envelope], replies: list[object]) -> None:
+        for (_, future), reply in zip(batch, replies, strict=False):
             if future is None or future.done():  # the caller gave up: drop the late reply
                 continue
-            if ok:
-                future.set_result(reply)
+            if type(reply) is _Failed:
+                future.set_exception(reply.error)
             else:
-                future.set_exception(reply)  # type: ignore[arg-type]
+                future.set_result(reply)
         for _, future in batch[len(replies) :]:
             if future is not None and not future.done():
                 future.set_exception(StoreClosed())

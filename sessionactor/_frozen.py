@@ -15,6 +15,7 @@ from typing import Final
 
 __all__ = [
     "EMPTY_MAPPING",
+    "MAX_INT_BITS",
     "FrozenMapping",
     "decode_float",
     "encode_float",
@@ -28,6 +29,7 @@ EMPTY_MAPPING: Final[FrozenMapping] = MappingProxyType({})
 
 _SCALARS: Final = (str, int, float, bool, type(None))
 _MAX_DEPTH: Final = 64
+MAX_INT_BITS: Final = 13_000  # about 3,900 digits: below Python's int-to-str limit of 4,300
 _SPECIAL_FLOATS: Final[dict[str, float]] = {
     "NaN": math.nan,
     "Infinity": math.inf,
@@ -58,6 +60,8 @@ def freeze(value: object, _depth: int = 0) -> object:
     mapping, a list or tuple, a str, int, float, bool or None).
     """
     if isinstance(value, _SCALARS):
+        if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+            raise TypeError("an integer of more than 3900 digits cannot be encoded")
         return value
     if _depth >= _MAX_DEPTH:
         raise TypeError(f"nesting deeper than {_MAX_DEPTH} levels")

@@ -18,11 +18,12 @@ import math
 import numbers
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Final, Protocol, runtime_checkable
 
 import attrs
 
-from ._frozen import decode_float, encode_float
+from ._frozen import MAX_INT_BITS, decode_float, encode_float
 from .errors import (
     ConstraintViolation,
     InvalidArgument,
@@ -152,11 +153,12 @@ def _number_constraint(type_name: str, constraints: Constraints, key: str) -> fl
     if key not in constraints or constraints[key] is None:
         return None
     bound = constraints[key]
-    if not _is_number(bound) or math.isnan(float(bound)):  # type: ignore[arg-type]
+    number = _as_float(bound)
+    if number is None or math.isnan(number):
         raise InvalidConstraint(
             f"constraint {key} of type {type_name} must be a number, got {describe(bound)}"
         )
-    return float(bound)  # type: ignore[arg-type]
+    return number
 
 
 def _min_max_constraints(type_name: str, constraints: Constraints) -> None:
@@ -250,11 +252,14 @@ class IntegerType(_ScalarJSON):
     name: Final = "integer"
 
     def validate(self, value: object) -> int:
-        if type(value) is int:
+        if type(value) is int and value.bit_length() <= MAX_INT_BITS:
             return value
         if isinstance(value, bool) or not _is_number(value):
             raise ValidationError("must be an integer", value=value)
         if isinstance(value, numbers.Integral):
+            if int(value).bit_length() > MAX_INT_BITS:
+                # Python cannot print (nor json encode) an int of more than 4300 digits.
+                raise ValidationError("must be an integer of at most 3900 digits", value=value)
             return int(value)
         as_float = float(value)  # type: ignore[arg-type]
         if not as_float.is_integer():
@@ -546,3 +551,7 @@ class TypeRegistry:
 
     def names(self) -> list[str]:
         return list(self._types)
+
+    def by_name(self) -> Mapping[str, TypeSpec]:
+        """Every type by name (read-only; a registry never changes once built)."""
+        return MappingProxyType(self._types)

@@ -1,0 +1,62 @@
+"""Call timeouts with one timer per store instead of one per call.
+
+Every call of a store waits at most the same ``call_timeout``, so deadlines are
+registered in increasing order and a deque keeps them sorted for free. One
+timer walks the front of the deque: answered calls are dropped, overdue ones
+fail with :class:`CallTimeout`. That replaces a ``call_later`` handle per call
+(an allocation, a heap push and a cancel), which cost about a third of a
+cheap call's throughput.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Final
+
+from .errors import CallTimeout
+
+__all__ = ["CallDeadlines"]
+
+_TICK: Final = 0.05  # how often answered calls are dropped while calls are in flight
+
+
+class CallDeadlines:
+    """Fails each watched future with CallTimeout once ``timeout`` seconds pass."""
+
+    __slots__ = ("_loop", "_pending", "_timeout", "_timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self._loop = loop
+        self._timeout = timeout
+        self._pending: deque[tuple[float, asyncio.Future[object], str]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def watch(self, future: asyncio.Future[object], operation: str) -> None:
+        deadline = self._loop.time() + self._timeout
+        self._pending.append((deadline, future, operation))
+        if self._timer is None:
+            self._timer = self._loop.call_at(
+                min(deadline, deadline - self._timeout + _TICK), self._check
+            )
+
+    def _check(self) -> None:
+        self._timer = None
+        now = self._loop.time()
+        pending = self._pending
+        while pending:
+            deadline, future, operation = pending[0]
+            if future.done():
+                pending.popleft()
+            elif deadline <= now:
+                pending.popleft()
+                future.set_exception(CallTimeout(operation, self._timeout))
+            else:
+                self._timer = self._loop.call_at(min(deadline, now + _TICK), self._check)
+                return
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._pending.clear()

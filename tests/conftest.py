@@ -1,0 +1,47 @@
+"""Shared test helpers. Stable names: ``store``, ``session_id``, ``FakeClock``, ``clock_store``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from sessionactor import SessionStore
+
+
+class FakeClock:
+    """A monotonic clock that moves only when a test says so.
+
+    Pass it as ``SessionStore(clock=FakeClock())`` to drive expiry without sleeping.
+    """
+
+    def __init__(self, start: float = 1_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[SessionStore]:
+    """A running store with default options, stopped after the test."""
+    async with SessionStore() as running:
+        yield running
+
+
+@pytest.fixture
+async def session_id(store: SessionStore) -> str:
+    """The id of a fresh session in ``store``."""
+    await store.create_session("test_session")
+    return "test_session"
+
+
+@pytest.fixture
+async def clock_store() -> AsyncIterator[tuple[SessionStore, FakeClock]]:
+    """A running store whose monotonic clock is a :class:`FakeClock`."""
+    clock = FakeClock()
+    async with SessionStore(clock=clock) as running:
+        yield running, clock
