@@ -149,10 +149,13 @@ def _require_keys(type_name: str, constraints: Constraints, allowed: frozenset[s
             )
 
 
-def _number_constraint(type_name: str, constraints: Constraints, key: str) -> float | None:
+def _number_constraint(type_name: str, constraints: Constraints, key: str) -> float | int | None:
+    """The bound as given (an int stays an int, so integer bounds compare exactly)."""
     if key not in constraints or constraints[key] is None:
         return None
     bound = constraints[key]
+    if type(bound) is int and bound.bit_length() <= MAX_INT_BITS:
+        return bound
     number = _as_float(bound)
     if number is None or math.isnan(number):
         raise InvalidConstraint(
@@ -261,10 +264,15 @@ class IntegerType(_ScalarJSON):
                 # Python cannot print (nor json encode) an int of more than 4300 digits.
                 raise ValidationError("must be an integer of at most 3900 digits", value=value)
             return int(value)
-        as_float = float(value)  # type: ignore[arg-type]
-        if not as_float.is_integer():
-            raise ValidationError(f"must be a whole number, got {value}", value=value)
-        return int(as_float)
+        if isinstance(value, numbers.Rational) and value.denominator == 1:
+            return self.validate(value.numerator)
+        try:
+            whole = float(value).is_integer()  # type: ignore[arg-type]
+        except OverflowError:  # a huge non-integral rational
+            whole = False
+        if not whole:
+            raise ValidationError(f"must be a whole number, got {describe(value)}", value=value)
+        return int(float(value))  # type: ignore[arg-type]
 
     def validate_constraints(self, constraints: Constraints) -> None:
         _min_max_constraints(self.name, constraints)
@@ -305,7 +313,7 @@ class StringType(_ScalarJSON):
                 )
             try:
                 re.compile(pattern)
-            except re.error as error:
+            except (re.error, OverflowError, RecursionError, ValueError) as error:
                 raise InvalidConstraint(
                     f"constraint pattern {describe(pattern)} is not a valid regex: {error}"
                 ) from None
