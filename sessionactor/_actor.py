@@ -52,7 +52,8 @@ class Actor:
         self._cleanup_interval = cleanup_interval
         self._sweep_timer: asyncio.TimerHandle | None = None
         self._on_changes = on_changes
-        state.mailbox_depth = self.mailbox.qsize
+        self._unhandled = 0  # taken into the current batch, not handled yet
+        state.mailbox_depth = self.depth
 
     async def serve(self) -> None:
         """Run until cancelled; then answer everything that is left."""
@@ -69,7 +70,9 @@ class Actor:
                     batch.append(mailbox.get_nowait())
 
                 # 1. handle: apply every command of the batch, in order
+                self._unhandled = len(batch)
                 for command, _ in batch:
+                    self._unhandled -= 1
                     if command is None:
                         self.state.sweep()
                         self._schedule_sweep(loop)
@@ -95,6 +98,10 @@ class Actor:
             if self.state.changes:
                 self._publish_changes()
             self.finished = True
+
+    def depth(self) -> int:
+        """Calls waiting for the actor: still queued, or taken but not yet handled."""
+        return self.mailbox.qsize() + self._unhandled
 
     @staticmethod
     def _answer(batch: list[Envelope], replies: list[object]) -> None:
