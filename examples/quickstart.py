@@ -64,7 +64,11 @@ async def main() -> None:
 
         say("Batch get: found by identifier as given, plus what is missing")
         batch = await store.get_variables("experiment-1", ["temperature", "model", "nope"])
-        print({key: variable.value for key, variable in batch.found.items()}, "missing:", batch.missing)
+        print(
+            {key: variable.value for key, variable in batch.found.items()},
+            "missing:",
+            batch.missing,
+        )
 
         say("An atomic batch update applies everything or nothing")
         try:

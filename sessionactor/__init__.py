@@ -1,5 +1,6 @@
 """sessionactor: an asyncio actor that owns typed, constrained, versioned session state."""
 
+from .blocking import BlockingSessionStore as BlockingSessionStore
 from .errors import AtomicUpdateError as AtomicUpdateError
 from .errors import CallTimeout as CallTimeout
 from .errors import ConstraintViolation as ConstraintViolation

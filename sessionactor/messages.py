@@ -42,6 +42,8 @@ __all__ = [
     "UpdateSession",
     "UpdateVariable",
     "UpdateVariables",
+    "UnwatchSession",
+    "WatchSession",
 ]
 
 
@@ -264,3 +266,25 @@ class EndOptimization(Command):
     session_id: object
     identifier: object
     optimizer_id: object
+
+
+# Watch (SPEC §10) -------------------------------------------------------------
+
+
+@attrs.frozen
+class WatchSession(Command):
+    """Subscribe watcher ``token`` to a session: atomic with its initial snapshot."""
+
+    operation: ClassVar[str] = "watch_variables"
+    session_id: object
+    token: object
+    identifiers: object = None
+    pattern: object = None
+
+
+@attrs.frozen
+class UnwatchSession(Command):
+    """End watcher ``token``'s subscription; unknown tokens are ignored."""
+
+    operation: ClassVar[str] = "unwatch_variables"
+    token: object

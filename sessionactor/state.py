@@ -21,7 +21,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -73,14 +73,16 @@ from .messages import (
     StoreGlobalProgram,
     StoreProgram,
     StoreWorkerSession,
+    UnwatchSession,
     UpdateSession,
     UpdateVariable,
     UpdateVariables,
+    WatchSession,
 )
 from .model import BatchGet, Session, StoreStats, Variable, VariableChange
 from .types import TypeRegistry, TypeSpec
 
-__all__ = ["StoreCounters", "StoreState"]
+__all__ = ["StoreCounters", "StoreState", "WatchFilter", "WatchStart"]
 
 _log = logging.getLogger("sessionactor")
 
@@ -144,13 +146,20 @@ def _check_optional_id(value: object, what: str) -> str | None:
     return None if value is None else _check_id(value, what)
 
 
-def _check_ttl(value: object) -> float:
+def _positive_seconds(value: object, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidArgument(f"ttl must be a number of seconds, got {describe(value)}")
-    ttl = float(value)
-    if not ttl > 0:  # NaN fails this too
-        raise InvalidArgument(f"ttl must be positive, got {describe(value)}")
-    return ttl
+        raise InvalidArgument(f"{what} must be a number of seconds, got {describe(value)}")
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int beyond any float: forever, as math.inf
+        seconds = math.inf
+    if not seconds > 0:  # NaN fails this too
+        raise InvalidArgument(f"{what} must be positive, got {describe(value)}")
+    return seconds
+
+
+def _check_ttl(value: object) -> float:
+    return _positive_seconds(value, "ttl")
 
 
 def _check_metadata(value: object) -> FrozenMapping:
@@ -171,11 +180,7 @@ def _check_version(value: object, what: str) -> int:
 
 
 def _check_lease(value: object) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise InvalidArgument(f"lease must be a positive number of seconds, got {describe(value)}")
-    return float(value)
+    return None if value is None else _positive_seconds(value, "lease")
 
 
 @functools.lru_cache(maxsize=256)
@@ -185,17 +190,18 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts), re.DOTALL)
 
 
-_iso_cache: list[Any] = [None, ""]
+_iso_cache: list[Any] = [None, ""]  # [millisecond, its ISO text]: busy updates share one
 
 
 def iso_utc(wall: float) -> str:
-    """ISO-8601 UTC with milliseconds; the second's prefix is cached."""
-    second = int(wall)
-    if _iso_cache[0] != second:
-        _iso_cache[0] = second
-        _iso_cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-    millis = int((wall - second) * 1000)
-    return f"{_iso_cache[1]}.{millis:03d}Z"
+    """ISO-8601 UTC with milliseconds, e.g. ``2026-11-27T23:08:41.123Z``."""
+    millisecond = int(wall * 1000)
+    if _iso_cache[0] != millisecond:
+        second, millis = divmod(millisecond, 1000)
+        _iso_cache[0] = millisecond
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _iso_cache[1] = f"{text}.{millis:03d}Z"
+    return _iso_cache[1]  # type: ignore[no-any-return]
 
 
 # ---------------------------------------------------------------------------
@@ -236,6 +242,7 @@ class StoreCounters:
     session_events: dict[str, int] = attrs.Factory(dict)  # created / deleted / expired
     version_conflicts: int = 0
     lock_refusals: int = 0
+    watch_overflows: int = 0  # counted by the shell, which owns the watchers' buffers
 
     def count_operation(self, operation: str, type_name: str, amount: int = 1) -> None:
         key = (operation, type_name)
@@ -259,6 +266,37 @@ class _PlannedUpdate:
     key: str
     old: Variable
     value: object
+
+
+@attrs.frozen(weakref_slot=False)
+class WatchFilter:
+    """Which variables a watch follows, resolved when it subscribed (SPEC §10).
+
+    ``ids`` holds the variables the identifiers named at that moment (an id wins
+    over a name); ``names`` holds every identifier that was not a variable id, so
+    a variable registered later under one of those names matches too. ``ids is
+    None`` means no identifiers were given. ``pattern`` is the anchored glob of
+    ``list_variables``. A variable must pass every filter given.
+    """
+
+    ids: frozenset[str] | None
+    names: frozenset[str]
+    pattern: re.Pattern[str] | None
+
+    def matches(self, variable_id: str, name: str) -> bool:
+        if self.ids is not None and variable_id not in self.ids and name not in self.names:
+            return False
+        return self.pattern is None or self.pattern.fullmatch(name) is not None
+
+
+@attrs.frozen(weakref_slot=False)
+class WatchStart:
+    """The reply to ``WatchSession``: where the watch starts and what it sees first."""
+
+    revision: int  # the store's revision when the watch began
+    sequence: int  # changes recorded before it; later ones are numbered from sequence + 1
+    variables: tuple[Variable, ...]  # the matching live variables, in registration order
+    filter: WatchFilter
 
 
 # ---------------------------------------------------------------------------
@@ -294,6 +332,7 @@ class StoreState:
         self._clock = clock
         self._wall = wall_clock
         self._types = types if types is not None else TypeRegistry()
+        self._specs = self._types.by_name()  # a variable's type is always registered
         self._now = clock()
 
         self._sessions: dict[str, _SessionRecord] = {}
@@ -320,6 +359,12 @@ class StoreState:
         # since the actor last collected them.
         self.watched: dict[str, int] = {}
         self.changes: list[VariableChange] = []
+        # How many changes the shell has taken from ``changes`` and published so far.
+        # With ``len(changes)`` it numbers every change, which lets a new watch drop
+        # exactly the changes its snapshot already holds (revisions cannot: a
+        # ``session_closed`` takes none).
+        self.changes_published = 0
+        self._watch_tokens: dict[object, str] = {}  # watcher token -> session id
 
         self._handlers: dict[type[Command], Callable[[Any], object]] = {
             CreateSession: self._create_session,
@@ -350,6 +395,8 @@ class StoreState:
             ImportVariables: self._import_variables,
             StartOptimization: self._start_optimization,
             EndOptimization: self._end_optimization,
+            WatchSession: self._watch_session,
+            UnwatchSession: self._unwatch_session,
         }
 
     # -- dispatch -------------------------------------------------------------
@@ -679,7 +726,7 @@ class StoreState:
             )
 
     def _type_of(self, variable: Variable) -> TypeSpec:
-        return self._types.resolve(variable.type)
+        return self._specs[variable.type]
 
     def _validate_value(
         self, spec: TypeSpec, value: object, constraints: Mapping[str, object], operation: str
@@ -731,7 +778,9 @@ class StoreState:
         metadata = dict(variable.metadata)
         if caller_metadata:
             metadata.update(caller_metadata)
-        metadata["source"] = caller_metadata.get("source", "python")
+            metadata["source"] = caller_metadata.get("source", "python")
+        else:
+            metadata["source"] = "python"
         metadata["updated_at"] = iso_utc(wall)
         self.revision += 1
         return Variable(
@@ -813,24 +862,28 @@ class StoreState:
         return variable.value
 
     def _update_variable(self, command: UpdateVariable) -> Variable:
+        # The hottest write path: optional checks run only when their argument is given.
         record = self._live(command.session_id)
         variable = self._resolve(record, command.identifier)
         caller_metadata = _check_metadata(command.metadata)
-        expected = (
-            None
-            if command.expected_version is None
-            else _check_version(command.expected_version, "expected_version")
-        )
-        _check_optional_id(command.optimizer_id, "optimizer id")
-        spec = self._type_of(variable)
+        expected = command.expected_version
+        if expected is not None:
+            expected = _check_version(expected, "expected_version")
+        if command.optimizer_id is not None:
+            _check_id(command.optimizer_id, "optimizer id")
+        spec = self._specs[variable.type]
         value = self._validate_value(spec, command.value, variable.constraints, "update")
-        self._check_unlocked(variable, command.optimizer_id)
-        self._check_expected(variable, expected)
+        if variable.optimizer_id is not None:
+            self._check_unlocked(variable, command.optimizer_id)
+        if expected is not None:
+            self._check_expected(variable, expected)
 
-        new = self._updated(variable, value, caller_metadata, self._wall())
+        wall = self._wall()
+        new = self._updated(variable, value, caller_metadata, wall)
         self._commit(record, "updated", variable, new)
         record.total_variable_updates += 1
-        self._touch(record)
+        record.expires_at = self._now + record.ttl
+        record.last_accessed = wall
         self.counters.count_operation("update", spec.name)
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug(
@@ -895,9 +948,7 @@ class StoreState:
     def _get_variables(self, command: GetVariables) -> BatchGet:
         record = self._live(command.session_id)
         identifiers = command.identifiers
-        if isinstance(identifiers, str | bytes | Mapping) or not isinstance(
-            identifiers, Sequence | set | frozenset
-        ):
+        if isinstance(identifiers, str | bytes | Mapping) or not isinstance(identifiers, Iterable):
             raise InvalidArgument(f"identifiers must be a list of str, got {describe(identifiers)}")
         found: dict[str, Variable] = {}
         missing: list[str] = []
@@ -997,6 +1048,7 @@ class StoreState:
                 if variable.id in claimed:
                     first = describe(claimed[variable.id])
                     raise InvalidArgument(f"{describe(key)} names the same variable as {first}")
+                claimed[variable.id] = key  # even if this key fails: a second one never applies
                 spec = self._type_of(variable)
                 stored = self._validate_value(spec, value, variable.constraints, "update")
                 self._check_unlocked(variable, optimizer_id)
@@ -1004,7 +1056,6 @@ class StoreState:
             except SessionStoreError as error:
                 errors[key] = error
                 continue
-            claimed[variable.id] = key
             planned.append(_PlannedUpdate(key, variable, stored))
         return planned, errors
 
@@ -1089,8 +1140,12 @@ class StoreState:
         if isinstance(raw_constraints, Mapping):
             raw_constraints = {key: decode_float(item) for key, item in raw_constraints.items()}
         constraints = self._freeze_constraints(spec, raw_constraints)
-        value = spec.from_json(entry["value"])
-        spec.check(value, constraints)
+        try:
+            value = spec.from_json(entry["value"])
+            spec.check(value, constraints)
+        except ValidationError as error:
+            self.counters.count_rejection(error, spec.name, "import")
+            raise
         metadata = _check_metadata(entry.get("metadata"))
         version = _check_version(entry.get("version", 0), "version")
         created_at = self._check_timestamp(entry.get("created_at", wall), "created_at")
@@ -1114,13 +1169,13 @@ class StoreState:
 
     @staticmethod
     def _check_timestamp(value: object, what: str) -> float:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
-            raise InvalidArgument(f"{what} must be a finite number, got {describe(value)}")
-        return float(value)
+        if not isinstance(value, bool) and isinstance(value, int | float):
+            try:
+                if math.isfinite(value):
+                    return float(value)
+            except OverflowError:
+                pass
+        raise InvalidArgument(f"{what} must be a finite number, got {describe(value)}")
 
     # -- optimization locks ----------------------------------------------------------
 
@@ -1163,7 +1218,56 @@ class StoreState:
     def session_count(self) -> int:
         return len(self._sessions)
 
-    def watch_initial(self, session_id: object) -> tuple[str, list[Variable]]:
-        """The live session's id and its variables in registration order (for a new watch)."""
-        record = self._live(session_id)
-        return record.id, list(record.variables.values())
+    # -- watch (SPEC §10) ---------------------------------------------------------------
+    # The shell registers the watcher before sending WatchSession and numbers every
+    # published change; the reply's ``sequence`` tells the watcher which of those
+    # its snapshot already holds, so nothing is lost or seen twice.
+
+    def _watch_session(self, command: WatchSession) -> WatchStart:
+        record = self._live(command.session_id)
+        watch_filter = self._watch_filter(record, command.identifiers, command.pattern)
+        token = command.token
+        if token in self._watch_tokens:
+            raise InvalidArgument(f"watch token {describe(token)} is already subscribed")
+        self._watch_tokens[token] = record.id
+        self.watched[record.id] = self.watched.get(record.id, 0) + 1
+        self._touch(record)
+        matches = watch_filter.matches
+        return WatchStart(
+            revision=self.revision,
+            sequence=self.changes_published + len(self.changes),
+            variables=tuple(v for v in record.variables.values() if matches(v.id, v.name)),
+            filter=watch_filter,
+        )
+
+    @staticmethod
+    def _watch_filter(record: _SessionRecord, identifiers: object, pattern: object) -> WatchFilter:
+        if pattern is not None and type(pattern) is not str:
+            raise InvalidArgument(f"pattern must be a str, got {describe(pattern)}")
+        regex = None if pattern is None else _glob_regex(pattern)
+        if identifiers is None:
+            return WatchFilter(None, frozenset(), regex)
+        if isinstance(identifiers, str | bytes | Mapping) or not isinstance(identifiers, Iterable):
+            raise InvalidArgument(f"identifiers must be a list of str, got {describe(identifiers)}")
+        ids: set[str] = set()
+        names: set[str] = set()
+        for identifier in identifiers:
+            _check_identifier(identifier)
+            if identifier in record.variables:
+                ids.add(identifier)
+                continue
+            names.add(identifier)
+            variable_id = record.names.get(identifier)
+            if variable_id is not None:
+                ids.add(variable_id)
+        return WatchFilter(frozenset(ids), frozenset(names), regex)
+
+    def _unwatch_session(self, command: UnwatchSession) -> None:
+        session_id = self._watch_tokens.pop(command.token, None)
+        if session_id is None:  # never subscribed (its WatchSession failed), or already ended
+            return
+        remaining = self.watched[session_id] - 1
+        if remaining:
+            self.watched[session_id] = remaining
+        else:
+            del self.watched[session_id]

@@ -7,9 +7,12 @@ awaits the reply future. Nothing here touches state: that belongs to the actor.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import itertools
+import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, cast
 
@@ -19,9 +22,12 @@ from anyio.abc import TaskStatus
 from . import messages as m
 from ._actor import Actor
 from ._frozen import freeze
+from ._timeouts import CallDeadlines
+from ._watch import Watcher, group_by_session
 from .errors import CallTimeout, InvalidArgument, SessionStoreError, StoreClosed, describe
 from .model import BatchGet, Session, StoreStats, Variable, VariableChange
-from .state import StoreState
+from .state import StoreState, WatchStart
+from .telemetry import DEFAULT_DURATION_SAMPLE_RATIO, StoreTelemetry
 from .types import TypeRegistry, TypeSpec, VariableType
 
 if TYPE_CHECKING:
@@ -53,9 +59,13 @@ def _copy_program(data: T) -> T:
         return data  # the handler reports data that cannot be copied
 
 
-def _time_out(future: asyncio.Future[object], operation: str, timeout: float) -> None:
-    if not future.done():
-        future.set_exception(CallTimeout(operation, timeout))
+def _report_actor_death(task: asyncio.Task[None]) -> None:
+    """A background actor that ends with an error has crashed: log it now, once (this
+    also marks the error retrieved, so asyncio does not report it again at collection)."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        logging.getLogger("sessionactor").error(
+            "the session store's actor died; the store is closed", exc_info=error
+        )
 
 
 def _positive_or_none(value: object, what: str, *, integer: bool = False) -> Any:
@@ -94,6 +104,8 @@ class SessionStore:
         types: Iterable[TypeSpec] = (),
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
+        trace_calls: bool = True,
+        duration_sample_ratio: float = DEFAULT_DURATION_SAMPLE_RATIO,
     ) -> None:
         self._call_timeout: float | None = _positive_or_none(call_timeout, "call_timeout")
         self._mailbox_size: int | None = _positive_or_none(
@@ -113,11 +125,27 @@ class SessionStore:
             clock=clock or time.monotonic,
             types=TypeRegistry(types),
         )
-        self._tracer_provider = tracer_provider
-        self._meter_provider = meter_provider
+        # Telemetry (SPEC §7): counts live in the state and cost calls nothing. A span
+        # per call (unless trace_calls=False) and the call.duration histogram (for a
+        # share duration_sample_ratio of calls) are only wrapped around the call path
+        # when their provider records: with no SDK, calls take the plain path.
+        self._telemetry = StoreTelemetry(
+            self._state,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            trace_calls=trace_calls,
+            duration_sample_ratio=duration_sample_ratio,
+        )
+        if self._telemetry.instruments_calls:
+            self._call = self._telemetry.instrument(self._call)  # type: ignore[method-assign,assignment]
         self._actor: Actor | None = None
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._deadlines: CallDeadlines | None = None
+        # Watch (SPEC §10): live watchers by session id, then by token.
+        self._watchers: dict[str, dict[int, Watcher]] = {}
+        self._watch_tokens = itertools.count(1)
+        self._unwatch_puts: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -125,6 +153,8 @@ class SessionStore:
         if self._actor is not None:
             raise StoreClosed("this SessionStore has already run; create a new one")
         self._loop = asyncio.get_running_loop()
+        if self._call_timeout is not None:
+            self._deadlines = CallDeadlines(self._loop, self._call_timeout)
         self._actor = Actor(
             self._state,
             mailbox_size=self._mailbox_size,
@@ -137,14 +167,21 @@ class SessionStore:
         """Serve calls until cancelled. For ``await task_group.start(store.run)``."""
         actor = self._start()
         task_status.started()
-        await actor.serve()
+        await self._serve(actor)
 
     async def __aenter__(self) -> Self:
         actor = self._start()
         # A plain task, not a task group: set-up and tear-down may run in different
         # tasks (pytest-asyncio fixtures), which a cancel scope would not allow.
-        self._task = asyncio.get_running_loop().create_task(actor.serve(), name="sessionactor")
+        self._task = asyncio.get_running_loop().create_task(self._serve(actor), name="sessionactor")
+        self._task.add_done_callback(_report_actor_death)
         return self
+
+    async def _serve(self, actor: Actor) -> None:
+        try:
+            await actor.serve()
+        finally:
+            self._end_watches()
 
     async def __aexit__(
         self,
@@ -169,6 +206,13 @@ class SessionStore:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise
+        actor = self._actor
+        if actor is not None and not actor.finished:
+            # Cancelled before its first step, the task never ran ``serve`` (nor its
+            # ``finally``): close the mailbox here, or later calls would wait forever.
+            actor.closed = True
+            actor.drain_closed()
+            actor.finished = True
 
     @property
     def running(self) -> bool:
@@ -188,14 +232,9 @@ class SessionStore:
             actor.mailbox.put_nowait((command, future))
         except asyncio.QueueFull:
             await self._wait_for_room(actor, command, future)
-        timeout = self._call_timeout
-        if timeout is None:
-            return await future
-        timer = loop.call_later(timeout, _time_out, future, command.operation, timeout)
-        try:
-            return await future
-        finally:
-            timer.cancel()
+        if self._deadlines is not None:
+            self._deadlines.watch(future, command.operation)
+        return await future
 
     async def _wait_for_room(
         self, actor: Actor, command: m.Command, future: asyncio.Future[object]
@@ -209,9 +248,63 @@ class SessionStore:
         if actor.finished:  # the loop ended while we waited: nobody else will answer
             actor.drain_closed()
 
+    # -- watch plumbing (SPEC §10; the watcher itself is in _watch.py) -----------------
+
     def _publish_changes(self, changes: list[VariableChange]) -> None:
-        """Hook for watchers; the actor calls it after each batch's replies."""
-        return None
+        """Offer each committed change to its session's watchers, numbered in order.
+
+        The actor calls this after a batch's replies are sent; offering only
+        appends to bounded buffers, so it never blocks the actor.
+        """
+        state = self._state
+        first = state.changes_published + 1
+        state.changes_published += len(changes)
+        watchers = self._watchers
+        if not watchers:
+            return
+        ended: list[Watcher] = []
+        for session_id, published in group_by_session(first, changes).items():
+            for watcher in watchers.get(session_id, {}).values():
+                watcher.offer(published)
+                if not watcher.accepting:
+                    ended.append(watcher)
+        for watcher in ended:  # overflowed or closed: the core need not record for it any more
+            self._forget_watcher(watcher)
+
+    def _count_watch_overflow(self) -> None:
+        self._state.counters.watch_overflows += 1
+
+    def _end_watches(self) -> None:
+        """The actor has stopped: every active watch ends with StoreClosed."""
+        for targets in self._watchers.values():
+            for watcher in targets.values():
+                watcher.store_stopped()
+        for task in self._unwatch_puts:
+            task.cancel()
+
+    def _forget_watcher(self, watcher: Watcher) -> None:
+        """Stop routing changes to ``watcher`` and unsubscribe it, without waiting.
+
+        Not awaited, so that leaving a cancelled scope still unsubscribes; the
+        mailbox is first in, first out, so this follows the watcher's own
+        ``WatchSession`` if that was sent. A stopped store has nothing to undo.
+        """
+        session_id: object = watcher.session_id  # a bad (even unhashable) one was never routed
+        targets = self._watchers.get(session_id) if type(session_id) is str else None
+        if targets is not None:
+            targets.pop(watcher.token, None)
+            if not targets:
+                del self._watchers[watcher.session_id]
+        actor = self._actor
+        if actor is None or actor.closed:
+            return
+        envelope: tuple[m.Command, None] = (m.UnwatchSession(watcher.token), None)
+        try:
+            actor.mailbox.put_nowait(envelope)
+        except asyncio.QueueFull:  # a bounded mailbox is full: queue it as soon as there is room
+            task = asyncio.get_running_loop().create_task(actor.mailbox.put(envelope))
+            self._unwatch_puts.add(task)
+            task.add_done_callback(self._unwatch_puts.discard)
 
     # -- sessions (SPEC §3) ------------------------------------------------------------
 
@@ -431,3 +524,70 @@ class SessionStore:
         return cast(
             Variable, await self._call(m.EndOptimization(session_id, identifier, optimizer_id))
         )
+
+    # -- watch (SPEC §10) -----------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def watch_variables(
+        self,
+        session_id: str,
+        identifiers: Sequence[str] | None = None,
+        *,
+        pattern: str | None = None,
+        include_initial: bool = True,
+        buffer: int = 1024,
+    ) -> AsyncIterator[AsyncIterator[VariableChange]]:
+        """Watch a session's variables: yields an async iterator of committed changes.
+
+        First come ``initial`` events, the current value of each watched variable
+        in registration order (unless ``include_initial=False``); then
+        ``registered``, ``updated`` and ``deleted`` events in revision order, each
+        once it is committed. ``identifiers`` (ids or names, resolved when the
+        watch starts; a listed name registered later matches too) and
+        ``pattern`` (the glob of ``list_variables``) narrow what is watched; a
+        variable must pass each one given. A consumer more than ``buffer`` events
+        behind receives what was buffered, then ``WatchOverflow``. The watch ends
+        after a ``session_closed`` event when the session is deleted, or when the
+        sweep (every ``cleanup_interval``, or ``cleanup_expired_sessions``)
+        removes it after it expired. If the store stops, the iterator raises
+        ``StoreClosed`` after what was buffered. Leaving the block unsubscribes.
+
+        >>> async with store.watch_variables("s1", ["temperature"]) as changes:  # doctest: +SKIP
+        ...     async for change in changes:
+        ...         print(change.kind, change.name, change.new_value, change.revision)
+        """
+        if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
+            raise InvalidArgument(f"buffer must be a positive int, got {describe(buffer)}")
+        if type(include_initial) is not bool:
+            raise InvalidArgument(
+                f"include_initial must be a bool, got {describe(include_initial)}"
+            )
+        actor = self._actor
+        if actor is None or actor.closed:
+            raise StoreClosed()
+        if isinstance(identifiers, list | set):
+            identifiers = tuple(identifiers)  # the caller may change theirs later
+        token = next(self._watch_tokens)
+        watcher = Watcher(
+            session_id,
+            token,
+            buffer=buffer,
+            include_initial=include_initial,
+            on_overflow=self._count_watch_overflow,
+        )
+        # Registered before the command is sent: changes committed meanwhile are
+        # kept, and the reply says which of them the snapshot already holds.
+        if type(session_id) is str:  # any other id is refused by the command
+            self._watchers.setdefault(session_id, {})[token] = watcher
+        command = m.WatchSession(session_id, token, identifiers, pattern)
+        try:
+            start = cast(WatchStart, await self._call(command))
+        except BaseException:
+            self._forget_watcher(watcher)
+            raise
+        watcher.start(start)
+        try:
+            yield watcher
+        finally:
+            watcher.unsubscribe()
+            self._forget_watcher(watcher)

@@ -1,0 +1,233 @@
+"""The watcher behind ``SessionStore.watch_variables`` (SPEC §10).
+
+A :class:`Watcher` is an async iterator of :class:`VariableChange` fed by the
+actor. The store registers it *before* sending its ``WatchSession`` command, so
+it is offered every change published from then on, each with its sequence
+number; the command's reply (:class:`~sessionactor.state.WatchStart`) says which
+of those the initial snapshot already holds, and the watcher drops them. So no
+change is lost or seen twice between the snapshot and the stream.
+
+``offer`` runs inside the actor's turn, after the batch's replies are sent, and
+never blocks: it takes the batch's changes for its session at once (one call
+per batch and watcher, not per change), appends the matching ones to a bounded
+buffer and wakes the consumer. A change that finds the buffer full ends the
+watch instead of being dropped: the consumer first receives everything
+buffered, then ``WatchOverflow``.
+
+How a watch ends, as its consumer sees it:
+
+- its session is deleted or swept away after expiring: the ``session_closed``
+  event (delivered even when the buffer is full), then ``StopAsyncIteration``;
+- it fell more than ``buffer`` events behind: the buffered events, then
+  ``WatchOverflow(last_revision)``, then ``StopAsyncIteration``;
+- the store stopped: the buffered events, then ``StoreClosed``, then
+  ``StopAsyncIteration``;
+- its ``async with`` block was left: ``StopAsyncIteration`` at once.
+
+The initial events are a snapshot held apart from the buffer: they never count
+towards ``buffer``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import Final, Literal
+
+from .errors import StoreClosed, WatchOverflow
+from .model import VariableChange
+from .state import WatchFilter, WatchStart
+
+__all__ = ["Published", "Watcher", "group_by_session"]
+
+_SESSION_CLOSED: Final = "session_closed"
+
+
+class Published:
+    """One batch's committed changes for one session, with their sequence numbers."""
+
+    __slots__ = ("changes", "closes", "sequences")
+
+    def __init__(self) -> None:
+        self.sequences: list[int] = []
+        self.changes: list[VariableChange] = []
+        self.closes = False  # holds a session_closed: a watcher must stop after it
+
+
+def group_by_session(first_sequence: int, changes: list[VariableChange]) -> dict[str, Published]:
+    """Number one batch's changes from ``first_sequence`` and split them by session."""
+    groups: dict[str, Published] = {}
+    for sequence, change in enumerate(changes, first_sequence):
+        group = groups.get(change.session_id)
+        if group is None:
+            group = groups[change.session_id] = Published()
+        group.sequences.append(sequence)
+        group.changes.append(change)
+        if change.kind == _SESSION_CLOSED:
+            group.closes = True
+    return groups
+
+
+_Ending = Literal["session_closed", "overflow", "store_closed", "unsubscribed", "done"]
+
+
+class Watcher:
+    """One subscriber's buffer and async iterator. Consumed by one task at a time."""
+
+    __slots__ = (
+        "_ending",
+        "_events",
+        "_filter",
+        "_follows_all",
+        "_include_initial",
+        "_initial",
+        "_last_revision",
+        "_limit",
+        "_on_overflow",
+        "_pending",
+        "_sequence",
+        "_wakeup",
+        "session_id",
+        "token",
+    )
+
+    def __init__(
+        self,
+        session_id: str,
+        token: int,
+        *,
+        buffer: int,
+        include_initial: bool,
+        on_overflow: Callable[[], None],
+    ) -> None:
+        self.session_id = session_id
+        self.token = token
+        self._limit = buffer
+        self._include_initial = include_initial
+        self._on_overflow = on_overflow
+        self._filter: WatchFilter | None = None  # None until the subscription is answered
+        self._follows_all = False  # every variable of the session, no filter to apply
+        self._pending: list[tuple[int, VariableChange]] = []  # offered before that
+        self._sequence = 0  # changes numbered up to this are in the snapshot
+        self._initial: deque[VariableChange] = deque()
+        self._events: deque[VariableChange] = deque()
+        self._last_revision = 0
+        self._ending: _Ending | None = None  # set once no more changes are taken
+        self._wakeup = asyncio.Event()
+
+    # -- the actor's side ----------------------------------------------------------
+
+    def offer(self, published: Published) -> None:
+        """Take one batch of its session's committed changes. Never blocks."""
+        if self._ending is not None:
+            return
+        if self._filter is None:  # the subscription is not answered yet: keep them all
+            self._pending.extend(zip(published.sequences, published.changes, strict=True))
+            return
+        changes = published.changes
+        events = self._events
+        if (
+            self._follows_all
+            and not published.closes
+            and published.sequences[0] > self._sequence
+            and len(events) + len(changes) <= self._limit
+        ):
+            events.extend(changes)  # the common case, without a step per change
+        else:
+            sequence_after = self._sequence
+            for sequence, change in zip(published.sequences, changes, strict=True):
+                if sequence > sequence_after:
+                    self._accept(change)
+                    if self._ending is not None:
+                        break
+        self._wakeup.set()
+
+    def start(self, start: WatchStart) -> None:
+        """The subscription was answered: set the filter, the snapshot, the backlog."""
+        watch_filter = self._filter = start.filter
+        self._follows_all = watch_filter.ids is None and watch_filter.pattern is None
+        self._sequence = start.sequence
+        self._last_revision = start.revision
+        if self._include_initial:
+            session_id = self.session_id
+            self._initial.extend(
+                VariableChange(
+                    "initial",
+                    session_id,
+                    variable.id,
+                    variable.name,
+                    None,
+                    variable.value,
+                    variable.version,
+                    variable.revision,
+                    variable.metadata,
+                )
+                for variable in start.variables
+            )
+        pending, self._pending = self._pending, []
+        for sequence, change in pending:
+            if self._ending is not None:
+                break
+            if sequence > start.sequence:  # the snapshot already holds the others
+                self._accept(change)
+        self._wakeup.set()
+
+    def _accept(self, change: VariableChange) -> None:
+        if change.kind == _SESSION_CLOSED:
+            self._events.append(change)  # past the limit if need be: it ends the watch
+            self._ending = _SESSION_CLOSED
+            return
+        assert self._filter is not None
+        if change.variable_id is None or change.name is None:
+            return
+        if not self._filter.matches(change.variable_id, change.name):
+            return
+        if len(self._events) >= self._limit:
+            self._ending = "overflow"
+            self._on_overflow()
+        else:
+            self._events.append(change)
+
+    @property
+    def accepting(self) -> bool:
+        """Whether it still takes changes (not ended by overflow, close or unsubscribe)."""
+        return self._ending is None
+
+    def store_stopped(self) -> None:
+        """The store stopped: after what is buffered, the consumer gets StoreClosed."""
+        if self._ending is None:
+            self._ending = "store_closed"
+            self._wakeup.set()
+
+    def unsubscribe(self) -> None:
+        """The ``async with`` block was left: the iterator ends at once."""
+        self._ending = "unsubscribed"
+        self._pending.clear()
+        self._initial.clear()
+        self._events.clear()
+        self._wakeup.set()
+
+    # -- the consumer's side ---------------------------------------------------------
+
+    def __aiter__(self) -> Watcher:
+        return self
+
+    async def __anext__(self) -> VariableChange:
+        while True:
+            if self._initial:
+                return self._initial.popleft()
+            if self._events:
+                change = self._events.popleft()
+                self._last_revision = change.revision
+                return change
+            ending = self._ending
+            if ending is not None:
+                self._ending = "done"
+                if ending == "overflow":
+                    raise WatchOverflow(self._last_revision)
+                if ending == "store_closed":
+                    raise StoreClosed("the session store stopped; the watch has ended")
+                raise StopAsyncIteration
+            self._wakeup.clear()
+            await self._wakeup.wait()
