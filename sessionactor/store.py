@@ -46,8 +46,8 @@ def _detach(value: T) -> T:
     if type(value) in _MUTABLE_CONTAINERS:
         try:
             return cast(T, freeze(value))
-        except (TypeError, RecursionError):
-            return value  # not JSON-like: the handler will reject it anyway
+        except Exception:  # not JSON-like, or hostile: the handler will reject it anyway
+            return value
     return value
 
 
@@ -76,6 +76,11 @@ def _positive_or_none(value: object, what: str, *, integer: bool = False) -> Any
         raise InvalidArgument(f"{what} must be a positive {kind} or None, got {describe(value)}")
     if not value > 0:
         raise InvalidArgument(f"{what} must be a positive {kind} or None, got {describe(value)}")
+    if not integer:
+        try:
+            return float(value)  # seconds on the loop's float clock: 10**400 would overflow it
+        except OverflowError:
+            raise InvalidArgument(f"{what} is too large, got {describe(value)}") from None
     return value
 
 
@@ -487,7 +492,8 @@ class SessionStore:
         ``AtomicUpdateError`` with ``.errors`` and changes nothing.
         """
         if isinstance(updates, Mapping):
-            updates = {key: _detach(value) for key, value in updates.items()}
+            with contextlib.suppress(Exception):  # a mapping that fails: the handler says so
+                updates = {key: _detach(value) for key, value in updates.items()}
         command = m.UpdateVariables(
             session_id,
             updates,

@@ -11,9 +11,10 @@ instrument call about as much, so:
   wraps its call function once, when it is built (:meth:`StoreTelemetry.instrument`),
   and only with what records: with no SDK (the API's proxy or no-op providers)
   the store keeps its plain call function and pays nothing per call. Spans can
-  be turned off (``SessionStore(trace_calls=False)``); the histogram records a
-  random share of calls (``duration_sample_ratio``, default 1/16), because an
-  SDK ``Histogram.record`` on every call halves the store's throughput.
+  be turned off (``SessionStore(trace_calls=False)``). The histogram records
+  every call by default, as SPEC §7 promises; an SDK ``Histogram.record`` costs
+  about as much as a store call, so a busy store can record a random share
+  instead (``duration_sample_ratio=1/32`` gives 0.9x of untraced throughput).
 
 The global providers are read when a store is built. A store built before an
 SDK is installed reports its counters and gauges once it is, but no spans and
@@ -27,11 +28,12 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
+import math
 import random
 import threading
 import time
 import weakref
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from typing import Any, Final, TypeVar
 
 from opentelemetry.metrics import (
@@ -123,7 +125,7 @@ DURATION_BUCKETS: Final = (
 """Histogram bucket bounds in seconds: a call takes microseconds, a timeout seconds
 (the SDK's default bounds, meant for milliseconds, would put every call in one bucket)."""
 
-DEFAULT_DURATION_SAMPLE_RATIO: Final = 1 / 16
+DEFAULT_DURATION_SAMPLE_RATIO: Final = 1.0
 """The share of calls whose duration is recorded, unless the store is told otherwise."""
 
 # Span attributes.
@@ -516,16 +518,27 @@ def _annotate_reply(span: Span, command: Command, reply: object) -> None:
         span.set_attribute(VARIABLE_ID, reply)
 
 
+def _random_gaps(ratio: float) -> Iterator[int]:
+    """Calls from one sampled call to the next: geometric, so each call is sampled
+    with probability ``ratio`` independently of the others. A fixed "every Nth
+    call" would alias with regular call patterns (update, get, update, get...)."""
+    log_miss = math.log1p(-ratio)
+    draw = random.random
+    while True:
+        yield 1 + int(math.log(1.0 - draw()) / log_miss)
+
+
 class StoreTelemetry:
     """One store's telemetry: its tracer, its share of the provider's instruments,
     and the wrapper its call path runs through.
 
     ``duration_sample_ratio`` is the share of calls, drawn at random, whose
-    duration the ``sessionactor.call.duration`` histogram records. An SDK
+    duration the ``sessionactor.call.duration`` histogram records: 1.0 every
+    call (the default: every point SPEC §7 promises), 0 none. An SDK
     ``Histogram.record`` costs about as much as a whole store call, so recording
-    every call halves throughput; recording a random 1/16 of them gives the same
-    latency distribution for a sixteenth of the cost, but the histogram's count is
-    then a sixteenth of the calls. 1.0 records every call; 0 records none.
+    every call halves throughput; a random 1/32 of calls gives the same latency
+    distribution at a thirty-second of that cost, but the histogram's counts are
+    then about 1/32 of the calls (the operations counter stays exact).
     """
 
     def __init__(
@@ -592,13 +605,18 @@ class StoreTelemetry:
         return timed_call
 
     def _sampled(self, call: CallFunction, timed: CallFunction) -> CallFunction:
-        ratio = self.duration_sample_ratio
-        draw = random.random  # not a countdown: every Nth call would alias with call patterns
+        gap = _random_gaps(self.duration_sample_ratio)
+        countdown = next(gap)
 
         # A plain function handing back the coroutine to await: a call that is not
-        # sampled costs one draw, not an extra coroutine frame.
+        # sampled costs a decrement, not a random draw or an extra coroutine frame.
         def sampled_call(command: Command) -> Coroutine[Any, Any, Any]:
-            return timed(command) if draw() < ratio else call(command)
+            nonlocal countdown
+            countdown -= 1
+            if countdown:
+                return call(command)
+            countdown = next(gap)
+            return timed(command)
 
         return sampled_call
 
