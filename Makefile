@@ -26,3 +26,21 @@ lint: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Benchmarks (issue 5): bench-only deps on top of the dev venv, then the harness.
+# `bench` is the quick mode (under two minutes); `bench-full` uses the issue's sizes.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks.run --quick
+
+bench-full: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks.run --full
+
+# Opt-in, not part of `make test`: minutes of mixed load with expiry (MINUTES=3 by default).
+soak: $(STAMP)
+	$(BIN)/python -m benchmarks.soak --minutes $(or $(MINUTES),3)

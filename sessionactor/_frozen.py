@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 
+from .errors import describe
+
 __all__ = [
     "EMPTY_MAPPING",
     "MAX_INT_BITS",
@@ -79,7 +81,7 @@ def freeze_mapping(value: Mapping[object, object], _depth: int = 0) -> FrozenMap
     copy: dict[str, object] = {}
     for key, item in value.items():
         if type(key) is not str:
-            raise TypeError(f"key {key!r} is not a str")
+            raise TypeError(f"key {describe(key)} is not a str")  # repr may be hostile
         copy[key] = freeze(item, _depth)
     return MappingProxyType(copy)
 

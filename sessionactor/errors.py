@@ -172,7 +172,8 @@ class VersionConflict(SessionStoreError):
 
     def __init__(self, expected: int, actual: int, identifier: str | None = None) -> None:
         subject = "variable" if identifier is None else f"variable {describe(identifier)}"
-        super().__init__(f"{subject} is at version {actual}, expected {expected}")
+        # describe(): an expected version may be an int too long to print
+        super().__init__(f"{subject} is at version {actual}, expected {describe(expected)}")
         self.expected = expected
         self.actual = actual
         self.identifier = identifier

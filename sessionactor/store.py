@@ -236,22 +236,27 @@ class SessionStore:
         try:
             actor.mailbox.put_nowait((command, future))
         except asyncio.QueueFull:
-            await self._wait_for_room(actor, command, future)
+            return await self._call_after_room(actor, command, future)
         if self._deadlines is not None:
             self._deadlines.watch(future, command.operation)
         return await future
 
-    async def _wait_for_room(
+    async def _call_after_room(
         self, actor: Actor, command: m.Command, future: asyncio.Future[object]
-    ) -> None:
-        """Back-pressure: wait for room in a bounded mailbox, within the call timeout."""
+    ) -> Any:
+        """Back-pressure: wait for room in a bounded mailbox and then for the reply,
+        both within one ``call_timeout``."""
+        deadline = asyncio.timeout(self._call_timeout)
         try:
-            async with asyncio.timeout(self._call_timeout):
+            async with deadline:
                 await actor.mailbox.put((command, future))
+                if actor.finished:  # the loop ended while we waited: nobody else will answer
+                    actor.drain_closed()
+                return await future
         except TimeoutError:
-            raise CallTimeout(command.operation, cast(float, self._call_timeout)) from None
-        if actor.finished:  # the loop ended while we waited: nobody else will answer
-            actor.drain_closed()
+            if deadline.expired():
+                raise CallTimeout(command.operation, cast(float, self._call_timeout)) from None
+            raise
 
     # -- watch plumbing (SPEC §10; the watcher itself is in _watch.py) -----------------
 

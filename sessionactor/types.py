@@ -538,7 +538,13 @@ class TypeRegistry:
 
     def __init__(self, extra: Iterable[TypeSpec] = ()) -> None:
         self._types: dict[str, TypeSpec] = dict(BUILTIN_TYPES)
-        for spec in extra:
+        try:
+            specs = iter(extra)
+        except Exception:
+            raise InvalidArgument(
+                f"types must be an iterable of types, got {describe(extra)}"
+            ) from None
+        for spec in specs:
             missing = [member for member in _TYPE_MEMBERS if not hasattr(spec, member)]
             if missing:
                 raise InvalidArgument(f"type {describe(spec)} lacks {', '.join(missing)}")

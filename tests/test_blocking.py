@@ -13,9 +13,11 @@ import asyncio
 import concurrent.futures
 import inspect
 import math
+import runpy
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any, Final
 
 import anyio
@@ -45,6 +47,7 @@ from sessionactor import (
 
 SID: Final = "s1"
 PROMPT: Final = 5.0  # seconds; anything slower than this is a hang
+EXAMPLES: Final = Path(__file__).resolve().parent.parent / "examples"
 
 
 @pytest.fixture
@@ -389,3 +392,10 @@ def test_wrap_a_store_running_in_another_thread() -> None:
         loop.close()
     with pytest.raises(StoreClosed):  # the store stopped and its loop closed
         blocking.list_sessions()
+
+
+def test_the_threads_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    runpy.run_path(str(EXAMPLES / "threads.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "trials: 100 (version 100; expected 100)" in out
+    assert "the store refused a bad score" in out
