@@ -480,6 +480,49 @@ class SessionStore:
             identifiers = tuple(identifiers)
         return cast(BatchGet, await self._call(m.GetVariables(session_id, identifiers)))
 
+    # -- reads that skip the mailbox (opt-in) -----------------------------------------
+    # A handler never awaits, so on the loop's own thread nothing can run while one
+    # does: calling the read handler directly sees exactly the state a queued read
+    # would, without the queue, the future and the task switches. The reads still
+    # touch the session and count in telemetry; they make no span and no duration
+    # point. They do not wait behind queued calls: a write you sent and did not
+    # await may not be visible yet (one you awaited always is).
+
+    def _read_now(self, command: m.Command) -> Any:
+        actor = self._actor
+        if actor is None or actor.closed:
+            raise StoreClosed()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not self._loop:
+            raise RuntimeError(
+                f"{command.operation}_nowait must be called on the store's own event loop"
+            )
+        return self._state.handle(command)
+
+    def get_variable_nowait(self, session_id: str, identifier: str) -> Variable:
+        """``get_variable`` without the mailbox: synchronous, on the store's loop only.
+
+        >>> variable = store.get_variable_nowait("s1", "temperature")  # doctest: +SKIP
+        """
+        return cast(Variable, self._read_now(m.GetVariable(session_id, identifier)))
+
+    def get_variable_value_nowait(
+        self, session_id: str, identifier: str, default: Any = None
+    ) -> Any:
+        """``get_variable_value`` without the mailbox: synchronous, on the store's loop only."""
+        return self._read_now(m.GetVariableValue(session_id, identifier, default))
+
+    def get_variables_nowait(self, session_id: str, identifiers: Sequence[str]) -> BatchGet:
+        """``get_variables`` without the mailbox: synchronous, on the store's loop only."""
+        return cast(BatchGet, self._read_now(m.GetVariables(session_id, identifiers)))
+
+    def list_variables_nowait(self, session_id: str, pattern: str | None = None) -> list[Variable]:
+        """``list_variables`` without the mailbox: synchronous, on the store's loop only."""
+        return cast(list[Variable], self._read_now(m.ListVariables(session_id, pattern)))
+
     async def update_variables(
         self,
         session_id: str,

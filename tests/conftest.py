@@ -7,22 +7,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from sessionactor import SessionStore
+from sessionactor.testing import FakeClock
 
-
-class FakeClock:
-    """A monotonic clock that moves only when a test says so.
-
-    Pass it as ``SessionStore(clock=FakeClock())`` to drive expiry without sleeping.
-    """
-
-    def __init__(self, start: float = 1_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+__all__ = ["FakeClock"]
 
 
 @pytest.fixture
