@@ -204,6 +204,45 @@ def iso_utc(wall: float) -> str:
     return _iso_cache[1]  # type: ignore[no-any-return]
 
 
+class UpdateMetadata(Mapping[str, object]):
+    """A read-only view of an updated variable's metadata (SPEC §4): the earlier
+    entries and the caller's, then ``source`` and ``updated_at``.
+
+    An update is the hottest write, and most callers never read its metadata, so
+    the merged dict and its ISO-8601 timestamp are built on first read instead of
+    on every update; the earlier entries are shared, not copied.
+    """
+
+    __slots__ = ("_base", "_merged", "_source", "_wall")
+
+    def __init__(self, base: Mapping[str, object], source: object, wall: float) -> None:
+        self._base: Mapping[str, object] = base._base if isinstance(base, UpdateMetadata) else base
+        self._source = source
+        self._wall = wall
+        self._merged: dict[str, object] | None = None
+
+    def _view(self) -> dict[str, object]:
+        merged = self._merged
+        if merged is None:  # two readers racing here build equal dicts: harmless
+            merged = dict(self._base)
+            merged["source"] = self._source
+            merged["updated_at"] = iso_utc(self._wall)
+            self._merged = merged
+        return merged
+
+    def __getitem__(self, key: str) -> object:
+        return self._view()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._view())
+
+    def __len__(self) -> int:
+        return len(self._view())
+
+    def __repr__(self) -> str:
+        return f"UpdateMetadata({self._view()!r})"
+
+
 # ---------------------------------------------------------------------------
 # Records: the actor's own mutable rows. Never handed out.
 
@@ -775,13 +814,11 @@ class StoreState:
     def _updated(
         self, variable: Variable, value: object, caller_metadata: FrozenMapping, wall: float
     ) -> Variable:
-        metadata = dict(variable.metadata)
         if caller_metadata:
-            metadata.update(caller_metadata)
-            metadata["source"] = caller_metadata.get("source", "python")
+            base: Mapping[str, object] = {**variable.metadata, **caller_metadata}
+            metadata = UpdateMetadata(base, caller_metadata.get("source", "python"), wall)
         else:
-            metadata["source"] = "python"
-        metadata["updated_at"] = iso_utc(wall)
+            metadata = UpdateMetadata(variable.metadata, "python", wall)
         self.revision += 1
         return Variable(
             variable.id,
@@ -789,7 +826,7 @@ class StoreState:
             variable.type,
             value,
             variable.constraints,
-            MappingProxyType(metadata),
+            metadata,
             variable.version + 1,
             variable.created_at,
             wall,

@@ -313,3 +313,28 @@ def test_glob_listing_matches_a_reference_and_keeps_order(names: list[str]) -> N
         state.handle(RegisterVariable("s1", name, "integer", 0))
     listed = [v.name for v in state.handle(ListVariables("s1", "temp_?"))]  # type: ignore[attr-defined]
     assert listed == [name for name in names if re.fullmatch(r"temp_.", name)]
+
+
+def test_update_metadata_merges_lazily_without_chaining() -> None:
+    from sessionactor.state import UpdateMetadata
+
+    state, _ = make_state()
+    state.handle(CreateSession("s1"))
+    state.handle(RegisterVariable("s1", "x", "integer", 0, metadata={"owner": "me"}))
+    for value in range(1, 50):
+        metadata = {"step": value} if value % 10 == 0 else None
+        state.handle(UpdateVariable("s1", "x", value, metadata))
+    variable = state.handle(GetVariable("s1", "x"))
+    metadata = variable.metadata  # type: ignore[attr-defined]
+    assert isinstance(metadata, UpdateMetadata)
+    assert not isinstance(metadata._base, UpdateMetadata)  # one level, however many updates
+    assert dict(metadata) == {
+        "source": "python",
+        "created_by": "session_store",
+        "owner": "me",
+        "step": 40,
+        "updated_at": iso_utc(variable.updated_at),  # type: ignore[attr-defined]
+    }
+    assert metadata == dict(metadata)
+    with pytest.raises(TypeError):
+        metadata["owner"] = "you"  # type: ignore[index]
