@@ -13,8 +13,8 @@ from .workloads import WORKLOADS
 
 __all__ = ["Check", "compute_checks", "write_reports"]
 
-BACKENDS = ("store", "floor", "direct", "naive", "redis", "pykka")
-BASELINES = BACKENDS[1:]
+BACKENDS = ("store", "nowait", "floor", "direct", "naive", "redis", "pykka")
+BASELINES = BACKENDS[2:]  # "nowait" is the store too: its reads skip the mailbox
 CALLERS = (1, 100)
 TITLES = {w.key: w.title for w in WORKLOADS}
 PER_CALL = {w.key: w.ops_per_call for w in WORKLOADS}
@@ -64,8 +64,10 @@ class _Cells:
         cell = self.get(loop, workload, backend, callers)
         return None if cell is None else float(cell["rate"])
 
-    def ratio(self, loop: str, workload: str, other: str, callers: int) -> float | None:
-        mine = self.rate(loop, workload, "store", callers)
+    def ratio(
+        self, loop: str, workload: str, other: str, callers: int, mine_of: str = "store"
+    ) -> float | None:
+        mine = self.rate(loop, workload, mine_of, callers)
         theirs = self.rate(loop, workload, other, callers)
         if mine is None or not theirs:
             return None
@@ -247,6 +249,28 @@ def _markdown(
         ]
 
     lines += [
+        "## Reads that skip the mailbox (`*_nowait`, opt-in)",
+        "",
+        "The `nowait` column is the same store whose reads call the read handler directly",
+        "on the loop's thread (`get_variable_nowait`, `get_variables_nowait`,",
+        "`list_variables_nowait`); its writes still go through the mailbox. Against",
+        "**direct**, the bare state operation with no actor:",
+        "",
+        "| loop | workload | callers | nowait / direct | nowait / store |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for loop in loops:
+        for key in ("get", "get_many", "mixed"):
+            for callers in CALLERS:
+                vs_direct = c.ratio(loop, key, "direct", callers, mine_of="nowait")
+                vs_store = c.ratio(loop, key, "store", callers, mine_of="nowait")
+                if vs_direct is not None and vs_store is not None:
+                    lines.append(
+                        f"| {loop} | {TITLES[key]} | {callers} | "
+                        f"{vs_direct:.2f}x | {vs_store:.2f}x |"
+                    )
+    lines += [
+        "",
         "## Memory",
         "",
         "| backend | sessions x variables | RSS growth | bytes per variable |",

@@ -32,7 +32,14 @@ from .baselines import DirectBackend, FloorBackend, NaiveBackend, PykkaBackend, 
 from .common import Backend
 from .redis_server import RedisServer, RedisUnavailable
 from .report import write_reports
-from .workloads import WORKLOADS, StoreBackend, Workload, measure_interleaved, prepare_common
+from .workloads import (
+    WORKLOADS,
+    StoreBackend,
+    StoreNowaitBackend,
+    Workload,
+    measure_interleaved,
+    prepare_common,
+)
 
 __all__ = ["Config", "main"]
 
@@ -43,6 +50,7 @@ CALLERS = (1, 100)
 # the operation, so it is only run where a target compares against it.
 BACKEND_WORKLOADS: dict[str, tuple[str, ...]] = {
     "store": tuple(w.key for w in WORKLOADS),
+    "nowait": ("get", "mixed", "get_many"),  # the reads that skip the mailbox
     "floor": ("get", "update", "mixed"),
     "direct": tuple(w.key for w in WORKLOADS),
     "naive": tuple(w.key for w in WORKLOADS),
@@ -168,6 +176,7 @@ async def _run_loop(
 def _backend_factories(redis_url: str | None) -> list[tuple[str, Callable[[], Backend]]]:
     factories: list[tuple[str, Callable[[], Backend]]] = [
         ("store", StoreBackend),
+        ("nowait", StoreNowaitBackend),
         ("floor", FloorBackend),
         ("direct", DirectBackend),
         ("naive", NaiveBackend),

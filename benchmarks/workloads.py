@@ -33,6 +33,7 @@ __all__ = [
     "WORKLOADS",
     "Measurement",
     "StoreBackend",
+    "StoreNowaitBackend",
     "Workload",
     "measure_interleaved",
     "prepare_common",
@@ -90,6 +91,21 @@ class StoreBackend:
 
     async def list_matching(self, session_id: str, pattern: str) -> object:
         return await self._store.list_variables(session_id, pattern)
+
+
+class StoreNowaitBackend(StoreBackend):
+    """The store with its opt-in reads that skip the mailbox; writes still use it."""
+
+    name = "nowait"
+
+    async def get(self, session_id: str, name: str) -> object:
+        return self._store.get_variable_nowait(session_id, name)
+
+    async def get_many(self, session_id: str, names: list[str]) -> object:
+        return self._store.get_variables_nowait(session_id, names)
+
+    async def list_matching(self, session_id: str, pattern: str) -> object:
+        return self._store.list_variables_nowait(session_id, pattern)
 
 
 # set-up ------------------------------------------------------------------------
