@@ -72,9 +72,8 @@ def _positive_or_none(value: object, what: str, *, integer: bool = False) -> Any
     if value is None:
         return None
     kind = "int" if integer else "number"
-    if isinstance(value, bool) or not isinstance(value, int if integer else int | float):
-        raise InvalidArgument(f"{what} must be a positive {kind} or None, got {describe(value)}")
-    if not value > 0:
+    kinds = int if integer else int | float
+    if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0:
         raise InvalidArgument(f"{what} must be a positive {kind} or None, got {describe(value)}")
     if not integer:
         try:
