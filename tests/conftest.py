@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from sessionactor import SessionStore
 from sessionactor.testing import FakeClock
 
 __all__ = ["FakeClock"]
+
+# Locally every run explores new examples. CI replays a fixed set, so a submission
+# never fails on an example nobody has seen; the machines are shared, hence no
+# deadline and no too-slow check.
+settings.register_profile(
+    "ci", derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 @pytest.fixture
