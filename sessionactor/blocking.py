@@ -273,6 +273,8 @@ class BlockingSessionStore:
         pending.add(reply)
         try:
             try:
+                # The handle copies this thread's context, so a span the thread has open
+                # (OpenTelemetry keeps it in a contextvar) parents the store's span.
                 loop.call_soon_threadsafe(self._launch, method, args, kwargs, reply)
             except RuntimeError:  # the loop is closed
                 raise StoreClosed() from None

@@ -399,3 +399,25 @@ def test_the_threads_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "trials: 100 (version 100; expected 100)" in out
     assert "the store refused a bad score" in out
+
+
+def test_a_threads_open_span_parents_the_store_span() -> None:
+    from sessionactor.testing import capture_telemetry
+
+    with capture_telemetry() as telemetry:
+        tracer = telemetry.tracer_provider.get_tracer("test")
+        with BlockingSessionStore(
+            tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+        ) as store:
+
+            def work() -> None:
+                with tracer.start_as_current_span("thread work"):
+                    store.create_session("s1")
+
+            thread = threading.Thread(target=work)
+            thread.start()
+            thread.join()
+        outer = telemetry.span("thread work")
+        inner = telemetry.span("sessionactor.create_session")
+        assert inner.parent is not None
+        assert inner.parent.span_id == outer.context.span_id
