@@ -22,7 +22,7 @@ __all__ = ["Actor", "Envelope"]
 
 Envelope = tuple[Command | None, "asyncio.Future[object] | None"]
 _SWEEP: Final[Envelope] = (None, None)
-_MAX_BATCH: Final = 512  # bounds how long one turn holds the loop
+_MAX_BATCH: Final = 512  # bounds how long one turn holds the loop (turns yield between)
 
 
 class _Failed:
@@ -89,6 +89,10 @@ class Actor:
                 self._answer(batch, replies)
                 if self.state.changes:
                     self._publish_changes()
+                if not mailbox.empty():
+                    # ``get`` would not suspend: yield, so that timers (call timeouts),
+                    # I/O and other tasks run between turns however long the backlog.
+                    await asyncio.sleep(0)
         finally:
             self.closed = True
             if self._sweep_timer is not None:
