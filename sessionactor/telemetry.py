@@ -144,7 +144,6 @@ _VARIABLE_EVENTS: Final = (
     "sessionactor.variable.get",
     "sessionactor.variable.updated",
     "sessionactor.variable.deleted",
-    "sessionactor.variable.imported",
     "sessionactor.variables.batch_get",
     "sessionactor.variables.batch_update",
     "sessionactor.variable.validation_failed",
@@ -155,9 +154,11 @@ _VARIABLE_EVENTS: Final = (
 def variable_events() -> list[str]:
     """The variable events the store emits, as ``Snakepit.Telemetry.variable_events/0`` lists them.
 
-    Each is a point of a metric: ``registered``/``get``/``updated``/``deleted``/
-    ``imported`` are ``sessionactor.variable.operations`` with ``operation``
-    ``register``/``get``/``update``/``delete``/``import``; the two batch events are
+    The seed's eight, in its order. Each is a point of a metric:
+    ``registered``/``get``/``updated``/``deleted`` are
+    ``sessionactor.variable.operations`` with ``operation``
+    ``register``/``get``/``update``/``delete`` (imports count there too, as
+    ``import``, though the seed lists no event for them); the two batch events are
     ``sessionactor.variable.batch.size`` (by how many variables) with ``operation``
     ``batch_get``/``batch_update``; the last two are ``sessionactor.variable.rejections``
     with that ``reason``.
