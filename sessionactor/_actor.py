@@ -44,6 +44,7 @@ class Actor:
         mailbox_size: int | None,
         cleanup_interval: float | None,
         on_changes: Callable[[list[VariableChange]], None] | None = None,
+        before_answer: Callable[[], object] | None = None,
     ) -> None:
         self.state = state
         self.mailbox: asyncio.Queue[Envelope] = asyncio.Queue(mailbox_size or 0)
@@ -52,6 +53,7 @@ class Actor:
         self._cleanup_interval = cleanup_interval
         self._sweep_timer: asyncio.TimerHandle | None = None
         self._on_changes = on_changes
+        self._before_answer = before_answer  # fails calls that are already too late
         self._unhandled = 0  # taken into the current batch, not handled yet
         state.mailbox_depth = self.depth
 
@@ -86,6 +88,8 @@ class Actor:
                 # 2. (group commit would persist the batch's changes here)
 
                 # 3. answer, then tell watchers what was committed
+                if self._before_answer is not None:
+                    self._before_answer()
                 self._answer(batch, replies)
                 if self.state.changes:
                     self._publish_changes()

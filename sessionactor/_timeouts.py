@@ -43,8 +43,14 @@ class CallDeadlines:
                 min(deadline, deadline - self._timeout + _TICK), self._check
             )
 
-    def _check(self) -> None:
-        self._timer = None
+    def expire_overdue(self) -> float | None:
+        """Fail every call past its deadline; drop answered ones. Returns the earliest
+        deadline still pending, if any.
+
+        The actor calls this just before it answers a batch, so that a reply which
+        comes too late (the loop was busy: a slow handler, a long backlog) is dropped
+        and its caller gets CallTimeout, as if the timer had fired on time.
+        """
         now = self._loop.time()
         pending = self._pending
         while pending:
@@ -55,8 +61,15 @@ class CallDeadlines:
                 pending.popleft()
                 future.set_exception(CallTimeout(operation, self._timeout))
             else:
-                self._timer = self._loop.call_at(min(deadline, now + _TICK), self._check)
-                return
+                return deadline
+        return None
+
+    def _check(self) -> None:
+        self._timer = None
+        deadline = self.expire_overdue()
+        if deadline is not None:
+            now = self._loop.time()
+            self._timer = self._loop.call_at(min(deadline, now + _TICK), self._check)
 
     def close(self) -> None:
         if self._timer is not None:

@@ -164,6 +164,7 @@ class SessionStore:
             mailbox_size=self._mailbox_size,
             cleanup_interval=self._cleanup_interval,
             on_changes=self._publish_changes,
+            before_answer=None if self._deadlines is None else self._deadlines.expire_overdue,
         )
         return self._actor
 
