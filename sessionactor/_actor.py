@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from .errors import SessionStoreError, StoreClosed
-from .messages import Command
+from .messages import AnyCommand
 from .model import VariableChange
 from .state import StoreState
 
 __all__ = ["Actor", "Envelope"]
 
-Envelope = tuple[Command | None, "asyncio.Future[object] | None"]
+Envelope = tuple[AnyCommand | None, "asyncio.Future[Any] | None"]
 _SWEEP: Final[Envelope] = (None, None)
 _MAX_BATCH: Final = 512  # bounds how long one turn holds the loop (turns yield between)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Final
+from typing import Any, Final
 
 from .errors import CallTimeout
 
@@ -32,10 +32,10 @@ class CallDeadlines:
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
         self._loop = loop
         self._timeout = timeout
-        self._pending: deque[tuple[float, asyncio.Future[object], str]] = deque()
+        self._pending: deque[tuple[float, asyncio.Future[Any], str]] = deque()
         self._timer: asyncio.TimerHandle | None = None
 
-    def watch(self, future: asyncio.Future[object], operation: str) -> None:
+    def watch(self, future: asyncio.Future[Any], operation: str) -> None:
         deadline = self._loop.time() + self._timeout
         self._pending.append((deadline, future, operation))
         if self._timer is None:

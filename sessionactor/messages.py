@@ -8,11 +8,20 @@ core is safe against garbage even when driven directly.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import attrs
 
+from .errors import SessionStoreError
+from .model import BatchGet, Session, StoreStats, Variable
+
+if TYPE_CHECKING:  # state imports this module; the reply type is named in a string below
+    from .state import WatchStart  # noqa: F401
+
+R = TypeVar("R", covariant=True)
+
 __all__ = [
+    "AnyCommand",
     "CleanupExpiredSessions",
     "Command",
     "CreateSession",
@@ -47,18 +56,21 @@ __all__ = [
 ]
 
 
-class Command:
-    """Base of all command messages."""
+class Command(Generic[R]):
+    """Base of all command messages; ``R`` is the type of the reply its handler gives."""
 
     __slots__ = ()
     operation: ClassVar[str]
+
+
+AnyCommand = Command[Any]
 
 
 # Sessions -------------------------------------------------------------------
 
 
 @attrs.frozen
-class CreateSession(Command):
+class CreateSession(Command[Session]):
     operation: ClassVar[str] = "create_session"
     session_id: object
     ttl: object = None
@@ -66,13 +78,13 @@ class CreateSession(Command):
 
 
 @attrs.frozen
-class GetSession(Command):
+class GetSession(Command[Session]):
     operation: ClassVar[str] = "get_session"
     session_id: object
 
 
 @attrs.frozen
-class UpdateSession(Command):
+class UpdateSession(Command[Session]):
     operation: ClassVar[str] = "update_session"
     session_id: object
     ttl: object = None
@@ -80,36 +92,36 @@ class UpdateSession(Command):
 
 
 @attrs.frozen
-class DeleteSession(Command):
+class DeleteSession(Command[None]):
     operation: ClassVar[str] = "delete_session"
     session_id: object
 
 
 @attrs.frozen
-class SessionExists(Command):
+class SessionExists(Command[bool]):
     operation: ClassVar[str] = "session_exists"
     session_id: object
 
 
 @attrs.frozen
-class ListSessions(Command):
+class ListSessions(Command[list[str]]):
     operation: ClassVar[str] = "list_sessions"
 
 
 @attrs.frozen
-class CleanupExpiredSessions(Command):
+class CleanupExpiredSessions(Command[int]):
     operation: ClassVar[str] = "cleanup_expired_sessions"
 
 
 @attrs.frozen
-class StoreWorkerSession(Command):
+class StoreWorkerSession(Command[None]):
     operation: ClassVar[str] = "store_worker_session"
     session_id: object
     worker_id: object
 
 
 @attrs.frozen
-class GetStats(Command):
+class GetStats(Command[StoreStats]):
     operation: ClassVar[str] = "get_stats"
 
 
@@ -117,7 +129,7 @@ class GetStats(Command):
 
 
 @attrs.frozen
-class StoreProgram(Command):
+class StoreProgram(Command[None]):
     operation: ClassVar[str] = "store_program"
     session_id: object
     program_id: object
@@ -125,34 +137,34 @@ class StoreProgram(Command):
 
 
 @attrs.frozen
-class GetProgram(Command):
+class GetProgram(Command[Any]):
     operation: ClassVar[str] = "get_program"
     session_id: object
     program_id: object
 
 
 @attrs.frozen
-class DeleteProgram(Command):
+class DeleteProgram(Command[None]):
     operation: ClassVar[str] = "delete_program"
     session_id: object
     program_id: object
 
 
 @attrs.frozen
-class StoreGlobalProgram(Command):
+class StoreGlobalProgram(Command[None]):
     operation: ClassVar[str] = "store_global_program"
     program_id: object
     data: object
 
 
 @attrs.frozen
-class GetGlobalProgram(Command):
+class GetGlobalProgram(Command[Any]):
     operation: ClassVar[str] = "get_global_program"
     program_id: object
 
 
 @attrs.frozen
-class DeleteGlobalProgram(Command):
+class DeleteGlobalProgram(Command[None]):
     operation: ClassVar[str] = "delete_global_program"
     program_id: object
 
@@ -161,7 +173,7 @@ class DeleteGlobalProgram(Command):
 
 
 @attrs.frozen
-class RegisterVariable(Command):
+class RegisterVariable(Command[str]):
     operation: ClassVar[str] = "register_variable"
     session_id: object
     name: object
@@ -173,14 +185,14 @@ class RegisterVariable(Command):
 
 
 @attrs.frozen
-class GetVariable(Command):
+class GetVariable(Command[Variable]):
     operation: ClassVar[str] = "get_variable"
     session_id: object
     identifier: object
 
 
 @attrs.frozen
-class GetVariableValue(Command):
+class GetVariableValue(Command[Any]):
     operation: ClassVar[str] = "get_variable_value"
     session_id: object
     identifier: object
@@ -188,7 +200,7 @@ class GetVariableValue(Command):
 
 
 @attrs.frozen
-class UpdateVariable(Command):
+class UpdateVariable(Command[Variable]):
     operation: ClassVar[str] = "update_variable"
     session_id: object
     identifier: object
@@ -199,14 +211,14 @@ class UpdateVariable(Command):
 
 
 @attrs.frozen
-class ListVariables(Command):
+class ListVariables(Command[list[Variable]]):
     operation: ClassVar[str] = "list_variables"
     session_id: object
     pattern: object = None
 
 
 @attrs.frozen
-class DeleteVariable(Command):
+class DeleteVariable(Command[None]):
     operation: ClassVar[str] = "delete_variable"
     session_id: object
     identifier: object
@@ -214,21 +226,21 @@ class DeleteVariable(Command):
 
 
 @attrs.frozen
-class HasVariable(Command):
+class HasVariable(Command[bool]):
     operation: ClassVar[str] = "has_variable"
     session_id: object
     identifier: object
 
 
 @attrs.frozen
-class GetVariables(Command):
+class GetVariables(Command[BatchGet]):
     operation: ClassVar[str] = "get_variables"
     session_id: object
     identifiers: object
 
 
 @attrs.frozen
-class UpdateVariables(Command):
+class UpdateVariables(Command[dict[str, Variable | SessionStoreError]]):
     operation: ClassVar[str] = "update_variables"
     session_id: object
     updates: object
@@ -239,20 +251,20 @@ class UpdateVariables(Command):
 
 
 @attrs.frozen
-class ExportVariables(Command):
+class ExportVariables(Command[list[dict[str, Any]]]):
     operation: ClassVar[str] = "export_variables"
     session_id: object
 
 
 @attrs.frozen
-class ImportVariables(Command):
+class ImportVariables(Command[int]):
     operation: ClassVar[str] = "import_variables"
     session_id: object
     exported: object
 
 
 @attrs.frozen
-class StartOptimization(Command):
+class StartOptimization(Command[Variable]):
     operation: ClassVar[str] = "start_optimization"
     session_id: object
     identifier: object
@@ -261,7 +273,7 @@ class StartOptimization(Command):
 
 
 @attrs.frozen
-class EndOptimization(Command):
+class EndOptimization(Command[Variable]):
     operation: ClassVar[str] = "end_optimization"
     session_id: object
     identifier: object
@@ -272,7 +284,7 @@ class EndOptimization(Command):
 
 
 @attrs.frozen
-class WatchSession(Command):
+class WatchSession(Command["WatchStart"]):
     """Subscribe watcher ``token`` to a session: atomic with its initial snapshot."""
 
     operation: ClassVar[str] = "watch_variables"
@@ -283,7 +295,7 @@ class WatchSession(Command):
 
 
 @attrs.frozen
-class UnwatchSession(Command):
+class UnwatchSession(Command[None]):
     """End watcher ``token``'s subscription; unknown tokens are ignored."""
 
     operation: ClassVar[str] = "unwatch_variables"

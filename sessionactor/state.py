@@ -47,8 +47,8 @@ from .errors import (
     describe,
 )
 from .messages import (
+    AnyCommand,
     CleanupExpiredSessions,
-    Command,
     CreateSession,
     DeleteGlobalProgram,
     DeleteProgram,
@@ -405,7 +405,7 @@ class StoreState:
         self.changes_published = 0
         self._watch_tokens: dict[object, str] = {}  # watcher token -> session id
 
-        self._handlers: dict[type[Command], Callable[[Any], object]] = {
+        self._handlers: dict[type[AnyCommand], Callable[[Any], object]] = {
             CreateSession: self._create_session,
             GetSession: self._get_session,
             UpdateSession: self._update_session,
@@ -440,7 +440,7 @@ class StoreState:
 
     # -- dispatch -------------------------------------------------------------
 
-    def handle(self, command: Command) -> object:
+    def handle(self, command: AnyCommand) -> object:
         """Apply one command and return its reply, or raise a SessionStoreError."""
         self.commands_processed += 1
         try:

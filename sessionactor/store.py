@@ -26,7 +26,7 @@ from ._timeouts import CallDeadlines
 from ._watch import Watcher, group_by_session
 from .errors import CallTimeout, InvalidArgument, SessionStoreError, StoreClosed, describe
 from .model import BatchGet, Session, StoreStats, Variable, VariableChange
-from .state import StoreState, WatchStart
+from .state import StoreState
 from .telemetry import DEFAULT_DURATION_SAMPLE_RATIO, StoreTelemetry
 from .types import TypeRegistry, TypeSpec, VariableType
 
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["SessionStore"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 _MUTABLE_CONTAINERS: Final = (list, dict, set, bytearray)
 
 
@@ -226,13 +227,13 @@ class SessionStore:
 
     # -- the call path -------------------------------------------------------------
 
-    async def _call(self, command: m.Command) -> Any:
+    async def _call(self, command: m.Command[R]) -> R:
         actor = self._actor
         if actor is None or actor.closed:
             raise StoreClosed()
         loop = self._loop
         assert loop is not None
-        future: asyncio.Future[object] = loop.create_future()
+        future: asyncio.Future[R] = loop.create_future()
         try:
             actor.mailbox.put_nowait((command, future))
         except asyncio.QueueFull:
@@ -242,8 +243,8 @@ class SessionStore:
         return await future
 
     async def _call_after_room(
-        self, actor: Actor, command: m.Command, future: asyncio.Future[object]
-    ) -> Any:
+        self, actor: Actor, command: m.Command[R], future: asyncio.Future[R]
+    ) -> R:
         """Back-pressure: wait for room in a bounded mailbox and then for the reply,
         both within one ``call_timeout``."""
         deadline = asyncio.timeout(self._call_timeout)
@@ -308,7 +309,7 @@ class SessionStore:
         actor = self._actor
         if actor is None or actor.closed:
             return
-        envelope: tuple[m.Command, None] = (m.UnwatchSession(watcher.token), None)
+        envelope: tuple[m.AnyCommand, None] = (m.UnwatchSession(watcher.token), None)
         try:
             actor.mailbox.put_nowait(envelope)
         except asyncio.QueueFull:  # a bounded mailbox is full: queue it as soon as there is room
@@ -329,11 +330,11 @@ class SessionStore:
 
         >>> session = await store.create_session("s1", ttl=600)  # doctest: +SKIP
         """
-        return cast(Session, await self._call(m.CreateSession(session_id, ttl, _detach(metadata))))
+        return await self._call(m.CreateSession(session_id, ttl, _detach(metadata)))
 
     async def get_session(self, session_id: str) -> Session:
         """The session's snapshot; touches it. ``SessionNotFound`` if missing or expired."""
-        return cast(Session, await self._call(m.GetSession(session_id)))
+        return await self._call(m.GetSession(session_id))
 
     async def update_session(
         self,
@@ -343,7 +344,7 @@ class SessionStore:
         metadata: Mapping[str, Any] | None = None,
     ) -> Session:
         """Change the ttl and merge metadata into the session's."""
-        return cast(Session, await self._call(m.UpdateSession(session_id, ttl, _detach(metadata))))
+        return await self._call(m.UpdateSession(session_id, ttl, _detach(metadata)))
 
     async def delete_session(self, session_id: str) -> None:
         """Delete the session and its variables; a missing session is not an error."""
@@ -351,15 +352,15 @@ class SessionStore:
 
     async def session_exists(self, session_id: str) -> bool:
         """Whether a live session has this id. Does not touch it."""
-        return cast(bool, await self._call(m.SessionExists(session_id)))
+        return await self._call(m.SessionExists(session_id))
 
     async def list_sessions(self) -> list[str]:
         """The ids of the live sessions."""
-        return cast(list[str], await self._call(m.ListSessions()))
+        return await self._call(m.ListSessions())
 
     async def cleanup_expired_sessions(self) -> int:
         """Remove expired sessions now; returns how many were removed."""
-        return cast(int, await self._call(m.CleanupExpiredSessions()))
+        return await self._call(m.CleanupExpiredSessions())
 
     async def store_worker_session(self, session_id: str, worker_id: str) -> None:
         """Record which worker serves the session, creating the session if needed."""
@@ -367,7 +368,7 @@ class SessionStore:
 
     async def get_stats(self) -> StoreStats:
         """Store-wide counters."""
-        return cast(StoreStats, await self._call(m.GetStats()))
+        return await self._call(m.GetStats())
 
     # -- programs -------------------------------------------------------------------------
 
@@ -423,11 +424,11 @@ class SessionStore:
             _detach(metadata),
             description,
         )
-        return cast(str, await self._call(command))
+        return await self._call(command)
 
     async def get_variable(self, session_id: str, identifier: str) -> Variable:
         """The variable with this id or name (an id wins over a name)."""
-        return cast(Variable, await self._call(m.GetVariable(session_id, identifier)))
+        return await self._call(m.GetVariable(session_id, identifier))
 
     async def get_variable_value(
         self, session_id: str, identifier: str, default: Any = None
@@ -458,11 +459,11 @@ class SessionStore:
             expected_version,
             optimizer_id,
         )
-        return cast(Variable, await self._call(command))
+        return await self._call(command)
 
     async def list_variables(self, session_id: str, pattern: str | None = None) -> list[Variable]:
         """Variables in registration order, optionally those whose name matches a glob."""
-        return cast(list[Variable], await self._call(m.ListVariables(session_id, pattern)))
+        return await self._call(m.ListVariables(session_id, pattern))
 
     async def delete_variable(
         self, session_id: str, identifier: str, *, optimizer_id: str | None = None
@@ -472,13 +473,13 @@ class SessionStore:
 
     async def has_variable(self, session_id: str, identifier: str) -> bool:
         """Whether the variable exists (False also when the session is missing)."""
-        return cast(bool, await self._call(m.HasVariable(session_id, identifier)))
+        return await self._call(m.HasVariable(session_id, identifier))
 
     async def get_variables(self, session_id: str, identifiers: Sequence[str]) -> BatchGet:
         """Many variables in one call: ``found`` by identifier as given, and ``missing``."""
         if type(identifiers) is list:
             identifiers = tuple(identifiers)
-        return cast(BatchGet, await self._call(m.GetVariables(session_id, identifiers)))
+        return await self._call(m.GetVariables(session_id, identifiers))
 
     # -- reads that skip the mailbox (opt-in) -----------------------------------------
     # A handler never awaits, so on the loop's own thread nothing can run while one
@@ -488,7 +489,7 @@ class SessionStore:
     # point. They do not wait behind queued calls: a write you sent and did not
     # await may not be visible yet (one you awaited always is).
 
-    def _read_now(self, command: m.Command) -> Any:
+    def _read_now(self, command: m.Command[R]) -> R:
         actor = self._actor
         if actor is None or actor.closed:
             raise StoreClosed()
@@ -500,14 +501,14 @@ class SessionStore:
             raise RuntimeError(
                 f"{command.operation}_nowait must be called on the store's own event loop"
             )
-        return self._state.handle(command)
+        return cast(R, self._state.handle(command))
 
     def get_variable_nowait(self, session_id: str, identifier: str) -> Variable:
         """``get_variable`` without the mailbox: synchronous, on the store's loop only.
 
         >>> variable = store.get_variable_nowait("s1", "temperature")  # doctest: +SKIP
         """
-        return cast(Variable, self._read_now(m.GetVariable(session_id, identifier)))
+        return self._read_now(m.GetVariable(session_id, identifier))
 
     def get_variable_value_nowait(
         self, session_id: str, identifier: str, default: Any = None
@@ -517,11 +518,11 @@ class SessionStore:
 
     def get_variables_nowait(self, session_id: str, identifiers: Sequence[str]) -> BatchGet:
         """``get_variables`` without the mailbox: synchronous, on the store's loop only."""
-        return cast(BatchGet, self._read_now(m.GetVariables(session_id, identifiers)))
+        return self._read_now(m.GetVariables(session_id, identifiers))
 
     def list_variables_nowait(self, session_id: str, pattern: str | None = None) -> list[Variable]:
         """``list_variables`` without the mailbox: synchronous, on the store's loop only."""
-        return cast(list[Variable], self._read_now(m.ListVariables(session_id, pattern)))
+        return self._read_now(m.ListVariables(session_id, pattern))
 
     async def update_variables(
         self,
@@ -550,17 +551,17 @@ class SessionStore:
             _detach(expected_versions),
             optimizer_id,
         )
-        return cast(dict[str, Variable | SessionStoreError], await self._call(command))
+        return await self._call(command)
 
     async def export_variables(self, session_id: str) -> list[dict[str, Any]]:
         """JSON-ready dicts of every variable, in registration order."""
-        return cast(list[dict[str, Any]], await self._call(m.ExportVariables(session_id)))
+        return await self._call(m.ExportVariables(session_id))
 
     async def import_variables(self, session_id: str, exported: Sequence[Mapping[str, Any]]) -> int:
         """Import what ``export_variables`` gave; all entries are checked before any is applied."""
         if type(exported) is list:
             exported = [_detach(entry) for entry in exported]
-        return cast(int, await self._call(m.ImportVariables(session_id, exported)))
+        return await self._call(m.ImportVariables(session_id, exported))
 
     # -- optimization locks (SPEC §10) ---------------------------------------------------------
 
@@ -569,15 +570,13 @@ class SessionStore:
     ) -> Variable:
         """Lock a variable for one optimizer; ``lease`` seconds release it by themselves."""
         command = m.StartOptimization(session_id, identifier, optimizer_id, lease)
-        return cast(Variable, await self._call(command))
+        return await self._call(command)
 
     async def end_optimization(
         self, session_id: str, identifier: str, optimizer_id: str
     ) -> Variable:
         """Release the optimizer's lock on a variable."""
-        return cast(
-            Variable, await self._call(m.EndOptimization(session_id, identifier, optimizer_id))
-        )
+        return await self._call(m.EndOptimization(session_id, identifier, optimizer_id))
 
     # -- watch (SPEC §10) -----------------------------------------------------------------
 
@@ -635,7 +634,7 @@ class SessionStore:
             self._watchers.setdefault(session_id, {})[token] = watcher
         command = m.WatchSession(session_id, token, identifiers, pattern)
         try:
-            start = cast(WatchStart, await self._call(command))
+            start = await self._call(command)
         except BaseException:
             self._forget_watcher(watcher)
             raise

@@ -60,7 +60,7 @@ from opentelemetry.trace import (
 from opentelemetry.util.types import AttributeValue
 
 from .errors import InvalidArgument, describe
-from .messages import Command, GetVariables, RegisterVariable, UpdateVariables
+from .messages import AnyCommand, GetVariables, RegisterVariable, UpdateVariables
 from .model import Variable
 from .state import StoreCounters, StoreState
 
@@ -136,7 +136,7 @@ VARIABLE_NAME: Final = "sessionactor.variable.name"
 BATCH_SIZE: Final = "sessionactor.batch.size"
 ERROR_TYPE: Final = "error.type"
 
-CallFunction = Callable[[Command], Coroutine[Any, Any, Any]]
+CallFunction = Callable[[AnyCommand], Coroutine[Any, Any, Any]]
 """The store's call path: one command in, its reply out."""
 
 _VARIABLE_EVENTS: Final = (
@@ -490,7 +490,7 @@ class _SpanNames(dict[str, str]):
         return name
 
 
-def _span_attributes(command: Command) -> dict[str, AttributeValue]:
+def _span_attributes(command: AnyCommand) -> dict[str, AttributeValue]:
     attributes: dict[str, AttributeValue] = {}
     session_id = getattr(command, "session_id", None)
     if type(session_id) is str:
@@ -512,7 +512,7 @@ def _set_batch_size(attributes: dict[str, AttributeValue], batch: object) -> Non
         attributes[BATCH_SIZE] = len(batch)
 
 
-def _annotate_reply(span: Span, command: Command, reply: object) -> None:
+def _annotate_reply(span: Span, command: AnyCommand, reply: object) -> None:
     if type(reply) is Variable:
         span.set_attribute(VARIABLE_ID, reply.id)
     elif type(command) is RegisterVariable and type(reply) is str:
@@ -592,7 +592,7 @@ class StoreTelemetry:
         by_operation = _OperationAttributes()
         by_error = _ErrorAttributes()
 
-        async def timed_call(command: Command) -> Any:
+        async def timed_call(command: AnyCommand) -> Any:
             start = clock()
             try:
                 reply = await call(command)
@@ -611,7 +611,7 @@ class StoreTelemetry:
 
         # A plain function handing back the coroutine to await: a call that is not
         # sampled costs a decrement, not a random draw or an extra coroutine frame.
-        def sampled_call(command: Command) -> Coroutine[Any, Any, Any]:
+        def sampled_call(command: AnyCommand) -> Coroutine[Any, Any, Any]:
             nonlocal countdown
             countdown -= 1
             if countdown:
@@ -631,7 +631,7 @@ class StoreTelemetry:
         by_operation = _OperationAttributes()
         by_error = _ErrorAttributes()
 
-        async def traced_call(command: Command) -> Any:
+        async def traced_call(command: AnyCommand) -> Any:
             operation = command.operation
             # Started in the caller's context, so it nests under the caller's span.
             # Not made current: nothing runs inside it in the caller's task.
