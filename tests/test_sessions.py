@@ -732,3 +732,21 @@ async def test_session_counts_variables_and_updates(store: SessionStore, session
 
     assert session.variable_count == 2
     assert session.total_variable_updates == 3
+
+
+async def test_the_periodic_sweep_removes_expired_sessions_by_itself() -> None:
+    clock = FakeClock()
+    async with SessionStore(clock=clock, cleanup_interval=0.01) as store:
+        await store.create_session("short", ttl=10)
+        await store.create_session("long", ttl=100)
+        await store.register_variable("short", "x", "integer", 1)
+        clock.advance(11)
+        for _ in range(500):  # the sweep runs every 10 ms of real time; wait 5 s at most
+            await asyncio.sleep(0.01)
+            stats = await store.get_stats()
+            if stats.sessions_expired:
+                break
+        assert stats.sessions_expired == 1
+        assert stats.cleanup_runs >= 1
+        assert stats.current_sessions == 1 and stats.current_variables == 0
+        assert await store.cleanup_expired_sessions() == 0  # nothing was left for it
