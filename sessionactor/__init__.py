@@ -2,13 +2,17 @@
 
 from .blocking import BlockingSessionStore as BlockingSessionStore
 from .errors import AtomicUpdateError as AtomicUpdateError
+from .errors import AuthenticationFailed as AuthenticationFailed
 from .errors import CallTimeout as CallTimeout
+from .errors import ConnectionLost as ConnectionLost
 from .errors import ConstraintViolation as ConstraintViolation
 from .errors import InternalError as InternalError
 from .errors import InvalidArgument as InvalidArgument
 from .errors import InvalidConstraint as InvalidConstraint
 from .errors import InvalidImport as InvalidImport
+from .errors import PersistenceError as PersistenceError
 from .errors import ProgramNotFound as ProgramNotFound
+from .errors import ProtocolError as ProtocolError
 from .errors import SessionLimitExceeded as SessionLimitExceeded
 from .errors import SessionNotFound as SessionNotFound
 from .errors import SessionStoreError as SessionStoreError

@@ -13,13 +13,17 @@ from collections.abc import Mapping
 
 __all__ = [
     "AtomicUpdateError",
+    "AuthenticationFailed",
     "CallTimeout",
+    "ConnectionLost",
     "ConstraintViolation",
     "InternalError",
     "InvalidArgument",
     "InvalidConstraint",
     "InvalidImport",
+    "PersistenceError",
     "ProgramNotFound",
+    "ProtocolError",
     "SessionLimitExceeded",
     "SessionNotFound",
     "SessionStoreError",
@@ -225,3 +229,39 @@ class InternalError(SessionStoreError, RuntimeError):
             f"internal error in {operation}: {type(cause).__name__}: {describe(cause, 200)}"
         )
         self.operation = operation
+
+
+class ConnectionLost(SessionStoreError, ConnectionError):
+    """The connection to a remote store broke before the call's reply came.
+
+    Like :class:`CallTimeout`, the call may or may not have been applied; it is
+    never retried behind the caller's back. The next call connects again.
+    """
+
+    def __init__(self, message: str = "the connection to the session store was lost") -> None:
+        super().__init__(message)
+
+
+class AuthenticationFailed(SessionStoreError, PermissionError):
+    """The server refused the client's token (or the client sent none where one is needed)."""
+
+    def __init__(self, message: str = "the session store refused the token") -> None:
+        super().__init__(message)
+
+
+class ProtocolError(SessionStoreError):
+    """A peer sent bytes that are not a valid frame or message of the protocol."""
+
+
+class PersistenceError(SessionStoreError, RuntimeError):
+    """The store's database cannot be used: it cannot be opened or read, it is not a
+    sessionactor database, it is damaged or newer than this version, or a commit failed.
+
+    After a failed commit the store stops (fail stop): every call of that turn and
+    every later call gets this error, and the database keeps its last committed state.
+    ``path`` names the database file.
+    """
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
