@@ -1,5 +1,6 @@
 """sessionactor: an asyncio actor that owns typed, constrained, versioned session state."""
 
+from ._frozen import Limits as Limits
 from .blocking import BlockingSessionStore as BlockingSessionStore
 from .errors import AtomicUpdateError as AtomicUpdateError
 from .errors import AuthenticationFailed as AuthenticationFailed

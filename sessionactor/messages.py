@@ -1,9 +1,15 @@
 """Command messages: one class per operation, each with one handler in ``state.py``.
 
 The store turns every public call into one of these and puts it in the actor's
-mailbox. ``operation`` names the call for errors, spans and metrics. Fields hold
-the caller's arguments as given; the handler validates them, so the functional
-core is safe against garbage even when driven directly.
+mailbox; a server decodes the same classes from the wire. ``operation`` names
+the call for errors, spans, metrics and the protocol. Fields hold the caller's
+arguments as copied in at the call; the handler validates them, so the
+functional core is safe against garbage even when driven directly.
+
+Messages are attrs classes with slots, and nothing changes one after it is
+built; they are not declared frozen because a frozen attrs ``__init__`` sets
+every field through ``object.__setattr__`` and costs three times as much, and a
+message is built on every call.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ if TYPE_CHECKING:  # state imports this module; the reply type is named in a str
     from .state import WatchStart  # noqa: F401
 
 R = TypeVar("R", covariant=True)
+
 
 __all__ = [
     "AnyCommand",
@@ -57,10 +64,18 @@ __all__ = [
 
 
 class Command(Generic[R]):
-    """Base of all command messages; ``R`` is the type of the reply its handler gives."""
+    """Base of all command messages; ``R`` is the type of the reply its caller gets.
+
+    ``finishes``: the handler answers with a :class:`~sessionactor._replies.Deferred`
+    that refers to the store's immutable snapshots, and whoever waits for the reply
+    (the caller's task, or a server's connection task) turns it into ``R``. So the
+    slow part of a large reply (copying, filtering, converting to JSON) never holds
+    the actor.
+    """
 
     __slots__ = ()
     operation: ClassVar[str]
+    finishes: ClassVar[bool] = False
 
 
 AnyCommand = Command[Any]
@@ -69,7 +84,7 @@ AnyCommand = Command[Any]
 # Sessions -------------------------------------------------------------------
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class CreateSession(Command[Session]):
     operation: ClassVar[str] = "create_session"
     session_id: object
@@ -77,13 +92,13 @@ class CreateSession(Command[Session]):
     metadata: object = None
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class GetSession(Command[Session]):
     operation: ClassVar[str] = "get_session"
     session_id: object
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class UpdateSession(Command[Session]):
     operation: ClassVar[str] = "update_session"
     session_id: object
@@ -91,36 +106,36 @@ class UpdateSession(Command[Session]):
     metadata: object = None
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class DeleteSession(Command[None]):
     operation: ClassVar[str] = "delete_session"
     session_id: object
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class SessionExists(Command[bool]):
     operation: ClassVar[str] = "session_exists"
     session_id: object
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class ListSessions(Command[list[str]]):
     operation: ClassVar[str] = "list_sessions"
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class CleanupExpiredSessions(Command[int]):
     operation: ClassVar[str] = "cleanup_expired_sessions"
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class StoreWorkerSession(Command[None]):
     operation: ClassVar[str] = "store_worker_session"
     session_id: object
     worker_id: object
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class GetStats(Command[StoreStats]):
     operation: ClassVar[str] = "get_stats"
 
@@ -128,7 +143,7 @@ class GetStats(Command[StoreStats]):
 # Programs -------------------------------------------------------------------
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class StoreProgram(Command[None]):
     operation: ClassVar[str] = "store_program"
     session_id: object
@@ -136,34 +151,36 @@ class StoreProgram(Command[None]):
     data: object
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class GetProgram(Command[Any]):
     operation: ClassVar[str] = "get_program"
+    finishes: ClassVar[bool] = True
     session_id: object
     program_id: object
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class DeleteProgram(Command[None]):
     operation: ClassVar[str] = "delete_program"
     session_id: object
     program_id: object
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class StoreGlobalProgram(Command[None]):
     operation: ClassVar[str] = "store_global_program"
     program_id: object
     data: object
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class GetGlobalProgram(Command[Any]):
     operation: ClassVar[str] = "get_global_program"
+    finishes: ClassVar[bool] = True
     program_id: object
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class DeleteGlobalProgram(Command[None]):
     operation: ClassVar[str] = "delete_global_program"
     program_id: object
@@ -172,7 +189,7 @@ class DeleteGlobalProgram(Command[None]):
 # Variables ------------------------------------------------------------------
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class RegisterVariable(Command[str]):
     operation: ClassVar[str] = "register_variable"
     session_id: object
@@ -182,16 +199,17 @@ class RegisterVariable(Command[str]):
     constraints: object = None
     metadata: object = None
     description: object = None
+    exist_ok: object = False
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class GetVariable(Command[Variable]):
     operation: ClassVar[str] = "get_variable"
     session_id: object
     identifier: object
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class GetVariableValue(Command[Any]):
     operation: ClassVar[str] = "get_variable_value"
     session_id: object
@@ -199,7 +217,7 @@ class GetVariableValue(Command[Any]):
     default: object = None
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class UpdateVariable(Command[Variable]):
     operation: ClassVar[str] = "update_variable"
     session_id: object
@@ -210,14 +228,15 @@ class UpdateVariable(Command[Variable]):
     optimizer_id: object = None
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class ListVariables(Command[list[Variable]]):
     operation: ClassVar[str] = "list_variables"
+    finishes: ClassVar[bool] = True
     session_id: object
     pattern: object = None
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class DeleteVariable(Command[None]):
     operation: ClassVar[str] = "delete_variable"
     session_id: object
@@ -225,21 +244,21 @@ class DeleteVariable(Command[None]):
     optimizer_id: object = None
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class HasVariable(Command[bool]):
     operation: ClassVar[str] = "has_variable"
     session_id: object
     identifier: object
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class GetVariables(Command[BatchGet]):
     operation: ClassVar[str] = "get_variables"
     session_id: object
     identifiers: object
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class UpdateVariables(Command[dict[str, Variable | SessionStoreError]]):
     operation: ClassVar[str] = "update_variables"
     session_id: object
@@ -250,20 +269,21 @@ class UpdateVariables(Command[dict[str, Variable | SessionStoreError]]):
     optimizer_id: object = None
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class ExportVariables(Command[list[dict[str, Any]]]):
     operation: ClassVar[str] = "export_variables"
+    finishes: ClassVar[bool] = True
     session_id: object
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class ImportVariables(Command[int]):
     operation: ClassVar[str] = "import_variables"
     session_id: object
     exported: object
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class StartOptimization(Command[Variable]):
     operation: ClassVar[str] = "start_optimization"
     session_id: object
@@ -272,7 +292,7 @@ class StartOptimization(Command[Variable]):
     lease: object = None
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class EndOptimization(Command[Variable]):
     operation: ClassVar[str] = "end_optimization"
     session_id: object
@@ -283,7 +303,7 @@ class EndOptimization(Command[Variable]):
 # Watch (SPEC §10) -------------------------------------------------------------
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class WatchSession(Command["WatchStart"]):
     """Subscribe watcher ``token`` to a session: atomic with its initial snapshot."""
 
@@ -294,7 +314,7 @@ class WatchSession(Command["WatchStart"]):
     pattern: object = None
 
 
-@attrs.frozen
+@attrs.define(weakref_slot=False)
 class UnwatchSession(Command[None]):
     """End watcher ``token``'s subscription; unknown tokens are ignored."""
 

@@ -1,18 +1,28 @@
-"""Frozen snapshots handed to callers (SPEC §3, §4).
+"""Frozen snapshots handed to callers.
 
 A caller never holds the actor's own mutable records. ``Variable`` is itself
 immutable, so the actor stores variables as these snapshots and replaces them on
 every change: a read returns the stored object with no copy, and nothing a
-caller does to it can reach the store.
+caller does to it can reach the store. Snapshots compare by value and (except
+``BatchGet``, which holds the caller's own dict and list) can be hashed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
 
-__all__ = ["BatchGet", "Session", "StoreStats", "Variable", "VariableChange"]
+__all__ = [
+    "BatchGet",
+    "Session",
+    "StoreStats",
+    "Variable",
+    "VariableChange",
+    "build_variable",
+    "next_version",
+]
 
 
 @attrs.frozen(weakref_slot=False)
@@ -39,8 +49,53 @@ class Variable:
 
     @property
     def optimizing(self) -> bool:
-        """Whether an optimizer holds this variable's lock (SPEC §10)."""
+        """Whether an optimizer holds this variable's lock."""
         return self.optimizer_id is not None
+
+
+class _VariableSlots:
+    """The slot layout of :class:`Variable` without its frozen ``__setattr__``.
+
+    The store builds a variable on every update from fields it has already
+    checked; attrs' frozen ``__init__`` sets each field through
+    ``object.__setattr__``, which costs three times as much as plain slot stores.
+    :func:`build_variable` fills an instance of this class and then makes it a
+    ``Variable`` (the same layout, so CPython allows the ``__class__`` change).
+    """
+
+    __slots__ = getattr(Variable, "__slots__")  # noqa: B009 - attrs makes it; mypy cannot see
+
+
+def build_variable(
+    id: str,
+    name: str,
+    type: str,
+    value: object,
+    constraints: Mapping[str, object],
+    metadata: Mapping[str, object],
+    version: int,
+    created_at: float,
+    updated_at: float,
+    revision: int,
+    optimizer_id: str | None = None,
+    optimization_started_at: float | None = None,
+) -> Variable:
+    """A :class:`Variable` from fields the caller vouches for, built fast (no validation)."""
+    variable: Any = object.__new__(_VariableSlots)
+    variable.id = id
+    variable.name = name
+    variable.type = type
+    variable.value = value
+    variable.constraints = constraints
+    variable.metadata = metadata
+    variable.version = version
+    variable.created_at = created_at
+    variable.updated_at = updated_at
+    variable.revision = revision
+    variable.optimizer_id = optimizer_id
+    variable.optimization_started_at = optimization_started_at
+    variable.__class__ = Variable
+    return variable  # type: ignore[no-any-return]
 
 
 @attrs.frozen(weakref_slot=False)
@@ -58,7 +113,7 @@ class Session:
     total_variable_updates: int
 
 
-@attrs.frozen(weakref_slot=False)
+@attrs.frozen(weakref_slot=False, hash=False)
 class BatchGet:
     """The result of ``get_variables``: found variables keyed by identifier as given,
     and the identifiers that matched nothing, in input order."""
@@ -69,7 +124,8 @@ class BatchGet:
 
 @attrs.frozen(weakref_slot=False)
 class StoreStats:
-    """Store-wide counters (SPEC §3)."""
+    """Store-wide counters: sessions created, deleted and expired, sweeps, what is held
+    now, commands handled, and calls waiting in the mailbox."""
 
     sessions_created: int
     sessions_deleted: int
@@ -84,7 +140,7 @@ class StoreStats:
 
 @attrs.frozen(weakref_slot=False)
 class VariableChange:
-    """One committed change, as a watcher sees it (SPEC §10).
+    """One committed change, as a watcher sees it.
 
     ``kind`` is ``initial``, ``registered``, ``updated``, ``deleted`` or
     ``session_closed``; the last has no variable and ``revision`` of the store
@@ -100,3 +156,24 @@ class VariableChange:
     version: int | None
     revision: int
     metadata: Mapping[str, object]
+
+
+def next_version(
+    old: Variable, value: object, metadata: Mapping[str, object], updated_at: float, revision: int
+) -> Variable:
+    """``old`` updated to ``value``: one version on, built fast like :func:`build_variable`."""
+    variable: Any = object.__new__(_VariableSlots)
+    variable.id = old.id
+    variable.name = old.name
+    variable.type = old.type
+    variable.value = value
+    variable.constraints = old.constraints
+    variable.metadata = metadata
+    variable.version = old.version + 1
+    variable.created_at = old.created_at
+    variable.updated_at = updated_at
+    variable.revision = revision
+    variable.optimizer_id = old.optimizer_id
+    variable.optimization_started_at = old.optimization_started_at
+    variable.__class__ = Variable
+    return variable  # type: ignore[no-any-return]

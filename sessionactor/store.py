@@ -1,63 +1,60 @@
-"""``SessionStore``: the public async API (SPEC §2 to §4).
+"""``SessionStore``: the store's actor and its async API, in the caller's event loop.
 
-Every method builds one command message, puts it in the actor's mailbox and
-awaits the reply future. Nothing here touches state: that belongs to the actor.
+Every call builds one command message (the calls are defined once, in
+:mod:`._api`), puts it in the actor's mailbox and awaits the reply future.
+Nothing here touches state: that belongs to the actor.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import itertools
 import logging
+import math
+import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, NoReturn, Self, TypeVar, cast
 
 import anyio
 from anyio.abc import TaskStatus
 
 from . import messages as m
-from ._actor import Actor
-from ._frozen import freeze
-from ._timeouts import CallDeadlines
+from ._actor import NO_DEADLINE, Actor, finish
+from ._api import AsyncFacade, StoreCalls
+from ._frozen import Limits
 from ._watch import Watcher, group_by_session
-from .errors import CallTimeout, InvalidArgument, SessionStoreError, StoreClosed, describe
-from .model import BatchGet, Session, StoreStats, Variable, VariableChange
+from .errors import CallTimeout, InvalidArgument, StoreClosed, describe
+from .model import BatchGet, Variable, VariableChange
 from .state import StoreState
 from .telemetry import DEFAULT_DURATION_SAMPLE_RATIO, StoreTelemetry
-from .types import TypeRegistry, TypeSpec, VariableType
+from .types import TypeRegistry, TypeSpec
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
-__all__ = ["SessionStore"]
+__all__ = ["SessionStore", "WatchContext"]
 
-T = TypeVar("T")
 R = TypeVar("R")
-_MUTABLE_CONTAINERS: Final = (list, dict, set, bytearray)
+
+_NOT_STARTED: Final = (
+    "the session store is not running: start it with `async with SessionStore() as store:` "
+    "or `await task_group.start(store.run)`"
+)
+_STOPPED: Final = "the session store has stopped"
 
 
-def _detach(value: T) -> T:
-    """Copy a mutable container the caller passed, so changing it later cannot
-    reach the store (the message may wait in the mailbox for a while)."""
-    if type(value) in _MUTABLE_CONTAINERS:
-        try:
-            return cast(T, freeze(value))
-        except Exception:  # not JSON-like, or hostile: the handler will reject it anyway
-            return value
-    return value
+_Future: Final = asyncio.Future
+_monotonic: Final = time.monotonic
+_thread_id: Final = threading.get_ident
 
 
-def _copy_program(data: T) -> T:
-    """Program data is arbitrary: deep-copy it now, while it is still the caller's."""
-    try:
-        return copy.deepcopy(data)
-    except Exception:
-        return data  # the handler reports data that cannot be copied
+def _put_nowhere(envelope: object) -> None:
+    raise StoreClosed(_NOT_STARTED)
 
 
 def _report_actor_death(task: asyncio.Task[None]) -> None:
@@ -84,16 +81,45 @@ def _positive_or_none(value: object, what: str, *, integer: bool = False) -> Any
     return value
 
 
-class SessionStore:
-    """An actor that owns sessions and their typed, versioned variables.
+class SessionStore(StoreCalls, AsyncFacade):
+    """An actor that owns sessions and their typed, constrained, versioned variables.
 
-    >>> async def main() -> None:
-    ...     async with SessionStore() as store:
-    ...         await store.create_session("s1")
-    ...         await store.register_variable("s1", "temperature", "float", 0.7,
-    ...                                       constraints={"min": 0.0, "max": 2.0})
-    ...         variable = await store.update_variable("s1", "temperature", 0.9)
-    ...         assert variable.version == 1
+    Start it with ``async with SessionStore() as store:`` (it stops when the
+    block ends) or under a task group with ``await task_group.start(store.run)``
+    (cancelling the group stops it). Every method is a coroutine: ``await`` it
+    from the store's own event loop; from other threads use
+    :class:`BlockingSessionStore`.
+
+    >>> async with SessionStore(default_ttl=600) as store:
+    ...     await store.create_session("s1")
+    ...     await store.register_variable("s1", "temperature", "float", 0.7,
+    ...                                   constraints={"min": 0.0, "max": 2.0})
+    ...     variable = await store.update_variable("s1", "temperature", 0.9)
+
+    Args:
+        default_ttl: seconds a session lives without being used, unless
+            ``create_session`` says otherwise (``math.inf``: forever).
+        cleanup_interval: seconds between sweeps that remove expired sessions
+            (``None``: no periodic sweep). An expired session is gone for every
+            call at once; the sweep frees it and counts it.
+        call_timeout: seconds a call waits for its reply before it raises
+            ``CallTimeout`` (``None``: no limit). A call whose caller gave up
+            before the actor reached it is not applied.
+        mailbox_size: how many calls may wait for the actor (``None``: no bound);
+            with a bound, callers wait for room (back-pressure).
+        max_sessions: how many live sessions may exist (``SessionLimitExceeded``).
+        global_program_ttl: seconds a global program lives after it is stored.
+        clock: a monotonic clock in seconds (tests pass
+            ``sessionactor.testing.FakeClock`` to drive expiry).
+        types: variable types to add to the eight built-in ones.
+        limits: how much data one call may pass (items, string length,
+            nesting): a :class:`Limits`; larger arguments are refused before
+            they reach the actor.
+        tracer_provider: OpenTelemetry tracer provider (default: the global one).
+        meter_provider: OpenTelemetry meter provider (default: the global one).
+        trace_calls: make a span for every call when a tracer records.
+        duration_sample_ratio: the share of calls whose duration is recorded
+            in the ``sessionactor.call.duration`` histogram.
     """
 
     def __init__(
@@ -107,6 +133,7 @@ class SessionStore:
         global_program_ttl: float = 3600.0,
         clock: Callable[[], float] | None = None,
         types: Iterable[TypeSpec] = (),
+        limits: Limits | None = None,
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
         trace_calls: bool = True,
@@ -123,17 +150,20 @@ class SessionStore:
             raise InvalidArgument(
                 f"clock must be a callable returning seconds, got {describe(clock)}"
             )
+        if limits is not None and not isinstance(limits, Limits):
+            raise InvalidArgument(f"limits must be a Limits, got {describe(limits)}")
+        self._limits = limits or Limits()
+        self._types: TypeRegistry = TypeRegistry(types)
         self._state = StoreState(
             default_ttl=default_ttl,
             max_sessions=max_sessions,
             global_program_ttl=global_program_ttl,
             clock=clock or time.monotonic,
-            types=TypeRegistry(types),
+            types=self._types,
         )
-        # Telemetry (SPEC §7): counts live in the state and cost calls nothing. A span
-        # per call (unless trace_calls=False) and the call.duration histogram (for a
-        # share duration_sample_ratio of calls) are only wrapped around the call path
-        # when their provider records: with no SDK, calls take the plain path.
+        # Counts live in the state and cost calls nothing. A span per call (unless
+        # trace_calls=False) and the call.duration histogram are only wrapped around
+        # the call path when their provider records: with no SDK, calls take the plain path.
         self._telemetry = StoreTelemetry(
             self._state,
             tracer_provider=tracer_provider,
@@ -143,11 +173,15 @@ class SessionStore:
         )
         if self._telemetry.instruments_calls:
             self._call = self._telemetry.instrument(self._call)  # type: ignore[method-assign,assignment]
+        self._timeout_seconds = math.inf if self._call_timeout is None else self._call_timeout
         self._actor: Actor | None = None
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._deadlines: CallDeadlines | None = None
-        # Watch (SPEC §10): live watchers by session id, then by token.
+        self._open = False  # calls are taken
+        self._loop_thread: int | None = None  # the thread running the loop, while open
+        self._put: Callable[[Any], None] = _put_nowhere
+        self._closed_reason = _NOT_STARTED
+        # Watch: live watchers by session id, then by token.
         self._watchers: dict[str, dict[int, Watcher]] = {}
         self._watch_tokens = itertools.count(1)
         self._unwatch_puts: set[asyncio.Task[None]] = set()
@@ -158,15 +192,16 @@ class SessionStore:
         if self._actor is not None:
             raise StoreClosed("this SessionStore has already run; create a new one")
         self._loop = asyncio.get_running_loop()
-        if self._call_timeout is not None:
-            self._deadlines = CallDeadlines(self._loop, self._call_timeout)
         self._actor = Actor(
             self._state,
             mailbox_size=self._mailbox_size,
             cleanup_interval=self._cleanup_interval,
+            call_timeout=self._call_timeout,
             on_changes=self._publish_changes,
-            before_answer=None if self._deadlines is None else self._deadlines.expire_overdue,
         )
+        self._put = self._actor.mailbox.put_nowait
+        self._loop_thread = _thread_id()
+        self._open = True
         return self._actor
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -183,11 +218,26 @@ class SessionStore:
         self._task.add_done_callback(_report_actor_death)
         return self
 
+    def __enter__(self) -> NoReturn:
+        raise TypeError(
+            "SessionStore is asynchronous: use `async with SessionStore() as store:`, "
+            "or BlockingSessionStore in synchronous code"
+        )
+
+    def __exit__(self, *exc_info: object) -> None:  # pragma: no cover - __enter__ raises
+        return None
+
     async def _serve(self, actor: Actor) -> None:
         try:
             await actor.serve()
         finally:
+            self._close_calls()
             self._end_watches()
+
+    def _close_calls(self) -> None:
+        self._open = False
+        self._loop_thread = None
+        self._closed_reason = _STOPPED
 
     async def __aexit__(
         self,
@@ -198,12 +248,10 @@ class SessionStore:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop the actor: queued calls get StoreClosed, later calls too."""
+        """Stop the actor: calls it has taken are answered, queued ones get StoreClosed."""
         task = self._task
         if task is None or task.done():
-            if self._actor is not None and not self._actor.finished:
-                self._actor.closed = True
-                self._actor.drain_closed()
+            self._close_unstarted()
             return
         task.cancel()
         try:
@@ -212,54 +260,80 @@ class SessionStore:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise
+        # Cancelled before its first step, the task never ran ``serve`` (nor its
+        # ``finally``): close the mailbox here, or later calls would wait forever.
+        self._close_unstarted()
+
+    def _close_unstarted(self) -> None:
         actor = self._actor
         if actor is not None and not actor.finished:
-            # Cancelled before its first step, the task never ran ``serve`` (nor its
-            # ``finally``): close the mailbox here, or later calls would wait forever.
-            actor.closed = True
             actor.drain_closed()
             actor.finished = True
+            self._close_calls()
 
     @property
     def running(self) -> bool:
         """Whether the store takes calls now."""
-        return self._actor is not None and not self._actor.closed
+        return self._open
+
+    @property
+    def limits(self) -> Limits:
+        """How much data one call may pass."""
+        return self._limits
 
     # -- the call path -------------------------------------------------------------
 
-    async def _call(self, command: m.Command[R]) -> R:
-        actor = self._actor
-        if actor is None or actor.closed:
-            raise StoreClosed()
-        loop = self._loop
-        assert loop is not None
-        future: asyncio.Future[R] = loop.create_future()
+    def _call(self, command: m.Command[R]) -> Awaitable[R]:
+        # One test covers both "running?" and "on the store's own loop?": the thread
+        # that runs the loop is recorded at start and forgotten at stop.
+        if _thread_id() != self._loop_thread:
+            self._refuse(command)
+        future: asyncio.Future[R] = _Future(loop=self._loop)
+        envelope = (command, future, _monotonic() + self._timeout_seconds)
         try:
-            actor.mailbox.put_nowait((command, future))
+            self._put(envelope)
         except asyncio.QueueFull:
-            return await self._call_after_room(actor, command, future)
-        if self._deadlines is not None:
-            self._deadlines.watch(future, command.operation)
-        return await future
+            return self._call_after_room(envelope)
+        if command.finishes:
+            return self._finished(future, command.operation)
+        return future
+
+    def _refuse(self, command: m.AnyCommand) -> NoReturn:
+        if not self._open:
+            raise StoreClosed(self._closed_reason)
+        raise RuntimeError(
+            f"{command.operation}() was called outside the event loop the store runs in; "
+            "nothing was sent. From another thread (with or without its own event loop) "
+            "use BlockingSessionStore.wrap(store, loop), or run the store where you call it"
+        )
+
+    async def _finished(self, future: asyncio.Future[Any], operation: str) -> Any:
+        return await finish(await future, operation)
 
     async def _call_after_room(
-        self, actor: Actor, command: m.Command[R], future: asyncio.Future[R]
-    ) -> R:
+        self, envelope: tuple[m.AnyCommand, asyncio.Future[Any], float]
+    ) -> Any:
         """Back-pressure: wait for room in a bounded mailbox and then for the reply,
         both within one ``call_timeout``."""
+        command, future, _ = envelope
+        actor = cast(Actor, self._actor)
         deadline = asyncio.timeout(self._call_timeout)
         try:
             async with deadline:
-                await actor.mailbox.put((command, future))
-                if actor.finished:  # the loop ended while we waited: nobody else will answer
-                    actor.drain_closed()
-                return await future
+                await actor.mailbox.put(envelope)
+                reply = await future
         except TimeoutError:
             if deadline.expired():
                 raise CallTimeout(command.operation, cast(float, self._call_timeout)) from None
             raise
+        finally:
+            if not future.done():
+                future.cancel()  # given up: the actor will not apply it
+        if command.finishes:
+            return await finish(reply, command.operation)
+        return reply
 
-    # -- watch plumbing (SPEC §10; the watcher itself is in _watch.py) -----------------
+    # -- watch plumbing (the watcher itself is in _watch.py) --------------------------
 
     def _publish_changes(self, changes: list[VariableChange]) -> None:
         """Offer each committed change to its session's watchers, numbered in order.
@@ -309,177 +383,18 @@ class SessionStore:
         actor = self._actor
         if actor is None or actor.closed:
             return
-        envelope: tuple[m.AnyCommand, None] = (m.UnwatchSession(watcher.token), None)
+        envelope: tuple[m.AnyCommand, None, float] = (
+            m.UnwatchSession(watcher.token),
+            None,
+            NO_DEADLINE,
+        )
         try:
             actor.mailbox.put_nowait(envelope)
         except asyncio.QueueFull:  # a bounded mailbox is full: queue it as soon as there is room
-            task = asyncio.get_running_loop().create_task(actor.mailbox.put(envelope))
+            loop = cast(asyncio.AbstractEventLoop, self._loop)
+            task = loop.create_task(actor.mailbox.put(envelope))
             self._unwatch_puts.add(task)
             task.add_done_callback(self._unwatch_puts.discard)
-
-    # -- sessions (SPEC §3) ------------------------------------------------------------
-
-    async def create_session(
-        self,
-        session_id: str,
-        *,
-        ttl: float | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> Session:
-        """Create a session, or return the live one with this id unchanged (touched).
-
-        >>> session = await store.create_session("s1", ttl=600)  # doctest: +SKIP
-        """
-        return await self._call(m.CreateSession(session_id, ttl, _detach(metadata)))
-
-    async def get_session(self, session_id: str) -> Session:
-        """The session's snapshot; touches it. ``SessionNotFound`` if missing or expired."""
-        return await self._call(m.GetSession(session_id))
-
-    async def update_session(
-        self,
-        session_id: str,
-        *,
-        ttl: float | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> Session:
-        """Change the ttl and merge metadata into the session's."""
-        return await self._call(m.UpdateSession(session_id, ttl, _detach(metadata)))
-
-    async def delete_session(self, session_id: str) -> None:
-        """Delete the session and its variables; a missing session is not an error."""
-        await self._call(m.DeleteSession(session_id))
-
-    async def session_exists(self, session_id: str) -> bool:
-        """Whether a live session has this id. Does not touch it."""
-        return await self._call(m.SessionExists(session_id))
-
-    async def list_sessions(self) -> list[str]:
-        """The ids of the live sessions."""
-        return await self._call(m.ListSessions())
-
-    async def cleanup_expired_sessions(self) -> int:
-        """Remove expired sessions now; returns how many were removed."""
-        return await self._call(m.CleanupExpiredSessions())
-
-    async def store_worker_session(self, session_id: str, worker_id: str) -> None:
-        """Record which worker serves the session, creating the session if needed."""
-        await self._call(m.StoreWorkerSession(session_id, worker_id))
-
-    async def get_stats(self) -> StoreStats:
-        """Store-wide counters."""
-        return await self._call(m.GetStats())
-
-    # -- programs -------------------------------------------------------------------------
-
-    async def store_program(self, session_id: str, program_id: str, data: Any) -> None:
-        """Store a session-scoped program (a deep copy of ``data``)."""
-        await self._call(m.StoreProgram(session_id, program_id, _copy_program(data)))
-
-    async def get_program(self, session_id: str, program_id: str) -> Any:
-        """A copy of a session-scoped program; ``ProgramNotFound`` if missing."""
-        return await self._call(m.GetProgram(session_id, program_id))
-
-    async def delete_program(self, session_id: str, program_id: str) -> None:
-        """Delete a session-scoped program; a missing one is not an error."""
-        await self._call(m.DeleteProgram(session_id, program_id))
-
-    async def store_global_program(self, program_id: str, data: Any) -> None:
-        """Store a global program; it expires ``global_program_ttl`` seconds later."""
-        await self._call(m.StoreGlobalProgram(program_id, _copy_program(data)))
-
-    async def get_global_program(self, program_id: str) -> Any:
-        """A copy of a global program; ``ProgramNotFound`` if missing or expired."""
-        return await self._call(m.GetGlobalProgram(program_id))
-
-    async def delete_global_program(self, program_id: str) -> None:
-        """Delete a global program; a missing one is not an error."""
-        await self._call(m.DeleteGlobalProgram(program_id))
-
-    # -- variables (SPEC §4) ----------------------------------------------------------------
-
-    async def register_variable(
-        self,
-        session_id: str,
-        name: str,
-        type: str | VariableType,
-        initial_value: Any,
-        *,
-        constraints: Mapping[str, Any] | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        description: str | None = None,
-    ) -> str:
-        """Register a typed variable; returns its id (``var_<name>_<n>``).
-
-        >>> await store.register_variable("s1", "temperature", "float", 0.7,
-        ...     constraints={"min": 0.0, "max": 2.0})  # doctest: +SKIP
-        'var_temperature_1'
-        """
-        command = m.RegisterVariable(
-            session_id,
-            name,
-            type,
-            _detach(initial_value),
-            _detach(constraints),
-            _detach(metadata),
-            description,
-        )
-        return await self._call(command)
-
-    async def get_variable(self, session_id: str, identifier: str) -> Variable:
-        """The variable with this id or name (an id wins over a name)."""
-        return await self._call(m.GetVariable(session_id, identifier))
-
-    async def get_variable_value(
-        self, session_id: str, identifier: str, default: Any = None
-    ) -> Any:
-        """The variable's value, or ``default`` if the session or variable is missing."""
-        return await self._call(m.GetVariableValue(session_id, identifier, default))
-
-    async def update_variable(
-        self,
-        session_id: str,
-        identifier: str,
-        value: Any,
-        metadata: Mapping[str, Any] | None = None,
-        *,
-        expected_version: int | None = None,
-        optimizer_id: str | None = None,
-    ) -> Variable:
-        """Validate and set a new value; returns the new snapshot (version + 1).
-
-        ``expected_version`` makes it a compare-and-swap (``VersionConflict``);
-        ``optimizer_id`` is the lock holder's id when the variable is locked.
-        """
-        command = m.UpdateVariable(
-            session_id,
-            identifier,
-            _detach(value),
-            _detach(metadata),
-            expected_version,
-            optimizer_id,
-        )
-        return await self._call(command)
-
-    async def list_variables(self, session_id: str, pattern: str | None = None) -> list[Variable]:
-        """Variables in registration order, optionally those whose name matches a glob."""
-        return await self._call(m.ListVariables(session_id, pattern))
-
-    async def delete_variable(
-        self, session_id: str, identifier: str, *, optimizer_id: str | None = None
-    ) -> None:
-        """Delete a variable; ``VariableNotFound`` if it does not exist."""
-        await self._call(m.DeleteVariable(session_id, identifier, optimizer_id))
-
-    async def has_variable(self, session_id: str, identifier: str) -> bool:
-        """Whether the variable exists (False also when the session is missing)."""
-        return await self._call(m.HasVariable(session_id, identifier))
-
-    async def get_variables(self, session_id: str, identifiers: Sequence[str]) -> BatchGet:
-        """Many variables in one call: ``found`` by identifier as given, and ``missing``."""
-        if type(identifiers) is list:
-            identifiers = tuple(identifiers)
-        return await self._call(m.GetVariables(session_id, identifiers))
 
     # -- reads that skip the mailbox (opt-in) -----------------------------------------
     # A handler never awaits, so on the loop's own thread nothing can run while one
@@ -490,14 +405,9 @@ class SessionStore:
     # await may not be visible yet (one you awaited always is).
 
     def _read_now(self, command: m.Command[R]) -> R:
-        actor = self._actor
-        if actor is None or actor.closed:
-            raise StoreClosed()
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        if loop is not self._loop:
+        if not self._open:
+            raise StoreClosed(self._closed_reason)
+        if _thread_id() != self._loop_thread:
             raise RuntimeError(
                 f"{command.operation}_nowait must be called on the store's own event loop"
             )
@@ -524,64 +434,9 @@ class SessionStore:
         """``list_variables`` without the mailbox: synchronous, on the store's loop only."""
         return self._read_now(m.ListVariables(session_id, pattern))
 
-    async def update_variables(
-        self,
-        session_id: str,
-        updates: Mapping[str, Any],
-        *,
-        atomic: bool = False,
-        metadata: Mapping[str, Any] | None = None,
-        expected_versions: Mapping[str, int] | None = None,
-        optimizer_id: str | None = None,
-    ) -> dict[str, Variable | SessionStoreError]:
-        """Update many variables in one call.
+    # -- watch -----------------------------------------------------------------------------
 
-        Non-atomic: each update stands alone and the result maps each key to its
-        new Variable or its error. Atomic: all or nothing; any failure raises
-        ``AtomicUpdateError`` with ``.errors`` and changes nothing.
-        """
-        if isinstance(updates, Mapping):
-            with contextlib.suppress(Exception):  # a mapping that fails: the handler says so
-                updates = {key: _detach(value) for key, value in updates.items()}
-        command = m.UpdateVariables(
-            session_id,
-            updates,
-            atomic,
-            _detach(metadata),
-            _detach(expected_versions),
-            optimizer_id,
-        )
-        return await self._call(command)
-
-    async def export_variables(self, session_id: str) -> list[dict[str, Any]]:
-        """JSON-ready dicts of every variable, in registration order."""
-        return await self._call(m.ExportVariables(session_id))
-
-    async def import_variables(self, session_id: str, exported: Sequence[Mapping[str, Any]]) -> int:
-        """Import what ``export_variables`` gave; all entries are checked before any is applied."""
-        if type(exported) is list:
-            exported = [_detach(entry) for entry in exported]
-        return await self._call(m.ImportVariables(session_id, exported))
-
-    # -- optimization locks (SPEC §10) ---------------------------------------------------------
-
-    async def start_optimization(
-        self, session_id: str, identifier: str, optimizer_id: str, *, lease: float | None = None
-    ) -> Variable:
-        """Lock a variable for one optimizer; ``lease`` seconds release it by themselves."""
-        command = m.StartOptimization(session_id, identifier, optimizer_id, lease)
-        return await self._call(command)
-
-    async def end_optimization(
-        self, session_id: str, identifier: str, optimizer_id: str
-    ) -> Variable:
-        """Release the optimizer's lock on a variable."""
-        return await self._call(m.EndOptimization(session_id, identifier, optimizer_id))
-
-    # -- watch (SPEC §10) -----------------------------------------------------------------
-
-    @contextlib.asynccontextmanager
-    async def watch_variables(
+    def watch_variables(
         self,
         session_id: str,
         identifiers: Sequence[str] | None = None,
@@ -589,8 +444,8 @@ class SessionStore:
         pattern: str | None = None,
         include_initial: bool = True,
         buffer: int = 1024,
-    ) -> AsyncIterator[AsyncIterator[VariableChange]]:
-        """Watch a session's variables: yields an async iterator of committed changes.
+    ) -> WatchContext:
+        """Watch a session's variables: ``async with`` gives an async iterator of changes.
 
         First come ``initial`` events, the current value of each watched variable
         in registration order (unless ``include_initial=False``); then
@@ -609,15 +464,25 @@ class SessionStore:
         ...     async for change in changes:
         ...         print(change.kind, change.name, change.new_value, change.revision)
         """
+        return WatchContext(self._watch(session_id, identifiers, pattern, include_initial, buffer))
+
+    @contextlib.asynccontextmanager
+    async def _watch(
+        self,
+        session_id: str,
+        identifiers: Sequence[str] | None,
+        pattern: str | None,
+        include_initial: bool,
+        buffer: int,
+    ) -> AsyncIterator[AsyncIterator[VariableChange]]:
         if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
             raise InvalidArgument(f"buffer must be a positive int, got {describe(buffer)}")
         if type(include_initial) is not bool:
             raise InvalidArgument(
                 f"include_initial must be a bool, got {describe(include_initial)}"
             )
-        actor = self._actor
-        if actor is None or actor.closed:
-            raise StoreClosed()
+        if not self._open:
+            raise StoreClosed(self._closed_reason)
         if isinstance(identifiers, list | set):
             identifiers = tuple(identifiers)  # the caller may change theirs later
         token = next(self._watch_tokens)
@@ -644,3 +509,44 @@ class SessionStore:
         finally:
             watcher.unsubscribe()
             self._forget_watcher(watcher)
+
+
+class WatchContext(AbstractAsyncContextManager[AsyncIterator[VariableChange]]):
+    """What ``watch_variables`` returns: enter it with ``async with`` to get the changes.
+
+    >>> async with store.watch_variables("s1") as changes:  # doctest: +SKIP
+    ...     async for change in changes:
+    ...         ...
+    """
+
+    __slots__ = ("_context",)
+
+    def __init__(self, context: AbstractAsyncContextManager[AsyncIterator[VariableChange]]) -> None:
+        self._context = context
+
+    async def __aenter__(self) -> AsyncIterator[VariableChange]:
+        return await self._context.__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        return await self._context.__aexit__(exc_type, exc, traceback)
+
+    def __aiter__(self) -> NoReturn:
+        raise TypeError(
+            "watch_variables() gives a context manager, not the changes: write "
+            "`async with store.watch_variables(...) as changes:` and then "
+            "`async for change in changes:`"
+        )
+
+    def __enter__(self) -> NoReturn:
+        raise TypeError(
+            "watch_variables() is asynchronous here: use `async with`, or "
+            "BlockingSessionStore.watch_variables in synchronous code"
+        )
+
+    def __exit__(self, *exc_info: object) -> None:  # pragma: no cover - __enter__ raises
+        return None

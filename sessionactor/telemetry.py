@@ -33,7 +33,7 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, Final, TypeVar
 
 from opentelemetry.metrics import (
@@ -136,7 +136,7 @@ VARIABLE_NAME: Final = "sessionactor.variable.name"
 BATCH_SIZE: Final = "sessionactor.batch.size"
 ERROR_TYPE: Final = "error.type"
 
-CallFunction = Callable[[AnyCommand], Coroutine[Any, Any, Any]]
+CallFunction = Callable[[AnyCommand], Awaitable[Any]]
 """The store's call path: one command in, its reply out."""
 
 _VARIABLE_EVENTS: Final = (
@@ -611,7 +611,7 @@ class StoreTelemetry:
 
         # A plain function handing back the coroutine to await: a call that is not
         # sampled costs a decrement, not a random draw or an extra coroutine frame.
-        def sampled_call(command: AnyCommand) -> Coroutine[Any, Any, Any]:
+        def sampled_call(command: AnyCommand) -> Awaitable[Any]:
             nonlocal countdown
             countdown -= 1
             if countdown:

@@ -17,13 +17,21 @@ import enum
 import math
 import numbers
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Final, Protocol, runtime_checkable
 
 import attrs
 
-from ._frozen import MAX_INT_BITS, decode_float, encode_float
+from ._frozen import (
+    EMPTY_MAPPING,
+    MAX_INT_BITS,
+    FrozenMap,
+    Refused,
+    decode_float,
+    encode_float,
+    freeze,
+)
 from .errors import (
     ConstraintViolation,
     InvalidArgument,
@@ -175,13 +183,40 @@ def _min_max_constraints(type_name: str, constraints: Constraints) -> None:
 
 
 def _check_min_max(value: float, constraints: Constraints) -> None:
-    # ``not (a >= b)`` rather than ``a < b`` so that NaN fails every bound.
     low = constraints.get("min")
-    if low is not None and not value >= low:  # type: ignore[operator]
-        raise ConstraintViolation(f"value {value} is below minimum {low}", value=value)
     high = constraints.get("max")
-    if high is not None and not value <= high:  # type: ignore[operator]
-        raise ConstraintViolation(f"value {value} is above maximum {high}", value=value)
+    _bounds_checker(low, high, None)(value)
+
+
+def _out_of_bounds(value: float, bound: object, side: str) -> ConstraintViolation:
+    if value != value:  # NaN: neither below nor above, it is no number to compare
+        message = f"value nan is not a number, so it cannot meet {side} {bound}"
+    elif side == "minimum":
+        message = f"value {value} is below minimum {bound}"
+    else:
+        message = f"value {value} is above maximum {bound}"
+    return ConstraintViolation(message, value=value)
+
+
+Checker = Callable[[object], object]
+"""Validates a value and checks it against one variable's constraints: returns the
+stored form, or raises ``ValidationError``/``ConstraintViolation``."""
+
+
+def _bounds_checker(low: object, high: object, validate: Checker | None) -> Checker:
+    """``validate`` then min/max, fused into one function. ``not (a >= b)`` rather than
+    ``a < b``, so that NaN fails every bound; a float needs no validation."""
+
+    def check_value(value: object) -> object:
+        if type(value) is not float and validate is not None:
+            value = validate(value)
+        if low is not None and not value >= low:  # type: ignore[operator]
+            raise _out_of_bounds(value, low, "minimum")  # type: ignore[arg-type]
+        if high is not None and not value <= high:  # type: ignore[operator]
+            raise _out_of_bounds(value, high, "maximum")  # type: ignore[arg-type]
+        return value
+
+    return check_value
 
 
 def _string_list_constraint(type_name: str, constraints: Constraints, key: str) -> None:
@@ -242,6 +277,13 @@ class FloatType:
         if constraints:
             _check_min_max(value, constraints)  # type: ignore[arg-type]
 
+    def checker(self, constraints: Constraints) -> Checker:
+        """``validate`` and ``check`` for these constraints in one fast step."""
+        return _bounds_checker(constraints.get("min"), constraints.get("max"), self.validate)
+
+    def constraints_from_json(self, constraints: Constraints) -> Constraints:
+        return _bounds_from_json(constraints)
+
     def to_json(self, value: object) -> object:
         return encode_float(value)  # type: ignore[arg-type]
 
@@ -280,6 +322,25 @@ class IntegerType(_ScalarJSON):
     def check(self, value: object, constraints: Constraints) -> None:
         if constraints:
             _check_min_max(value, constraints)  # type: ignore[arg-type]
+
+    def checker(self, constraints: Constraints) -> Checker:
+        validate = self.validate
+        check = _bounds_checker(constraints.get("min"), constraints.get("max"), None)
+        return lambda value: check(validate(value))
+
+    def constraints_from_json(self, constraints: Constraints) -> Constraints:
+        return _bounds_from_json(constraints)
+
+
+def _bounds_from_json(constraints: Constraints) -> Constraints:
+    """Export writes an infinite bound as "Infinity": only ``min``/``max`` are numbers."""
+    if not any(type(constraints.get(key)) is str for key in ("min", "max")):
+        return constraints
+    decoded = dict(constraints)
+    for key in ("min", "max"):
+        if key in decoded:
+            decoded[key] = decode_float(decoded[key])
+    return decoded
 
 
 class StringType(_ScalarJSON):
@@ -405,6 +466,8 @@ class ModuleType(_OneOfType):
 
 def _number_tuple(items: object) -> tuple[float, ...] | None:
     """A flat sequence of real numbers as a tuple of floats, or None."""
+    if type(items) is tuple and all(type(item) is float for item in items):
+        return items  # already the stored form (the common case, copied in at the call)
     if isinstance(items, str | bytes | bytearray) or not isinstance(items, Sequence):
         return None
     result = []
@@ -533,6 +596,33 @@ BUILTIN_TYPES: Final[Mapping[str, TypeSpec]] = {
 _TYPE_MEMBERS: Final = ("name", "validate", "validate_constraints", "check", "to_json", "from_json")
 
 
+class CompiledConstraints(FrozenMap):
+    """One variable's constraints as the store keeps them: a read-only mapping, vetted
+    by its type when registered, with ``check_value`` made once for them.
+
+    ``check_value(value)`` validates a value by the type and checks it against
+    these constraints in one step, returning the stored form. Built-in types make
+    it a single fused function (a float update with min/max costs a type test and
+    two comparisons); other types get ``validate`` followed by ``check``.
+    """
+
+    __slots__ = ("check_value", "type_name")
+
+    check_value: Checker
+    type_name: str
+
+
+def _generic_checker(spec: TypeSpec, constraints: Constraints) -> Checker:
+    validate, check = spec.validate, spec.check
+
+    def check_value(value: object) -> object:
+        stored = validate(value)
+        check(stored, constraints)
+        return stored
+
+    return check_value
+
+
 class TypeRegistry:
     """The types one store knows: the built-ins plus any the user adds."""
 
@@ -565,6 +655,42 @@ class TypeRegistry:
 
     def names(self) -> list[str]:
         return list(self._types)
+
+    def constraints(self, spec: TypeSpec, constraints: object) -> CompiledConstraints:
+        """Vet a constraint spec for ``spec`` (``InvalidConstraint`` if malformed) and
+        compile it: a frozen copy with its ``check_value``."""
+        if type(constraints) is Refused:
+            raise constraints.error
+        if constraints is None:
+            frozen: Mapping[str, object] = EMPTY_MAPPING
+        elif not isinstance(constraints, Mapping):
+            raise InvalidConstraint(f"constraints must be a mapping, got {describe(constraints)}")
+        elif type(constraints) is FrozenMap or type(constraints) is CompiledConstraints:
+            frozen = constraints
+        else:
+            try:
+                frozen = freeze(constraints)  # type: ignore[assignment]
+            except (TypeError, ValueError, RecursionError) as error:
+                raise InvalidConstraint(
+                    f"constraints {describe(constraints)} are malformed: {error}"
+                ) from None
+        spec.validate_constraints(frozen)
+        compiled = CompiledConstraints._owning(dict(frozen))
+        make_checker = getattr(spec, "checker", None)
+        if make_checker is None or spec is not BUILTIN_TYPES.get(spec.name):
+            compiled.check_value = _generic_checker(spec, compiled)
+        else:
+            compiled.check_value = make_checker(compiled)
+        compiled.type_name = spec.name
+        return compiled
+
+    def constraints_from_json(self, spec: TypeSpec, constraints: object) -> CompiledConstraints:
+        """Constraints as export wrote them (special floats as strings where a type keeps
+        numbers), decoded by the type and compiled."""
+        decode = getattr(spec, "constraints_from_json", None)
+        if decode is not None and isinstance(constraints, Mapping):
+            constraints = decode(constraints)
+        return self.constraints(spec, constraints)
 
     def by_name(self) -> Mapping[str, TypeSpec]:
         """Every type by name (read-only; a registry never changes once built)."""

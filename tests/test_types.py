@@ -569,13 +569,13 @@ def test_nan_fails_any_min_or_max(nan: object, constraints: dict[str, object]) -
     assert "nan" in str(info.value)
 
 
-def test_nan_message_names_the_failed_bound() -> None:
+def test_nan_message_says_it_is_no_number_and_names_the_failed_bound() -> None:
     with pytest.raises(ConstraintViolation) as below:
         FLOAT.check(math.nan, {"min": 0.0})
-    assert str(below.value) == "value nan is below minimum 0.0"
+    assert str(below.value) == "value nan is not a number, so it cannot meet minimum 0.0"
     with pytest.raises(ConstraintViolation) as above:
         FLOAT.check(math.nan, {"max": 1.0})
-    assert str(above.value) == "value nan is above maximum 1.0"
+    assert str(above.value) == "value nan is not a number, so it cannot meet maximum 1.0"
 
 
 # --------------------------------------------------------------------------
