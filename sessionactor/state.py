@@ -150,7 +150,7 @@ class UpdateMetadata(FrozenMap):
         metadata._base = base._base if type(base) is UpdateMetadata else base
         metadata._source = source
         metadata._wall = wall
-        metadata._data = None
+        metadata._data = None  # type: ignore[assignment]
         metadata._hash = None
         return metadata
 
