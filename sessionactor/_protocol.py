@@ -273,17 +273,17 @@ def encode_frames(
     """
     out = bytearray()
     for message in messages:
-        out += _framed(codec, message, max_frame_bytes)
+        out += frame(_checked_payload(codec, message, max_frame_bytes))
     return bytes(out)
 
 
-def _framed(codec: Codec, message: object, max_frame_bytes: int) -> bytes:
+def _checked_payload(codec: Codec, message: object, max_frame_bytes: int) -> bytes:
     payload = codec.encode(message)
     if len(payload) > max_frame_bytes:
         raise InvalidArgument(
             f"a message of {len(payload)} bytes exceeds max_frame_bytes {max_frame_bytes}"
         )
-    return frame(payload)
+    return payload
 
 
 # Checks of received values ----------------------------------------------------
@@ -345,6 +345,7 @@ class _Connection(abc.ABC, Generic[E]):
         self._max_frame_bytes = _check_frame_limit(max_frame_bytes)
         self._codec = Codec() if codec is None else codec
         self._state = ConnectionState.HANDSHAKE
+        self._live = True  # HANDSHAKE or OPEN: checked on every frame, so kept apart
         self._error: SessionStoreError | None = None
         # Only the frame being assembled is kept: its prefix until the length is
         # known, then its body. A frame is never started beyond max_frame_bytes.
@@ -381,47 +382,52 @@ class _Connection(abc.ABC, Generic[E]):
         :class:`ProtocolViolation` or :class:`HandshakeRejected`); once the
         connection is closed or failed, further bytes are ignored.
         """
+        if type(data) is not bytes:
+            data = bytes(data)
         events: list[E] = []
-        with memoryview(data) as view:
-            offset = 0
-            size = len(view)
-            while offset < size and self._state in _LIVE:
-                if self._frame_length is None:
-                    taken = view[offset : offset + _PREFIX_BYTES - len(self._inbound)]
-                    self._inbound += taken
-                    offset += len(taken)
+        offset = 0
+        size = len(data)
+        while offset < size and self._live:
+            length = self._frame_length
+            if length is None:
+                if self._inbound or size - offset < _PREFIX_BYTES:  # a prefix in pieces
+                    piece = data[offset : offset + _PREFIX_BYTES - len(self._inbound)]
+                    self._inbound += piece
+                    offset += len(piece)
                     if len(self._inbound) < _PREFIX_BYTES:
                         break
                     length = int.from_bytes(self._inbound, "big")
                     self._inbound.clear()
-                    if not 0 < length <= self._max_frame_bytes:
-                        events.append(self._fail(_frame_size_error(length, self._max_frame_bytes)))
-                        break
-                    self._frame_length = length
-                missing = self._frame_length - len(self._inbound)
-                if not self._inbound and size - offset >= missing:
-                    payload = bytes(view[offset : offset + missing])  # whole frame at hand
                 else:
-                    taken = view[offset : offset + missing]
-                    self._inbound += taken
-                    if len(taken) < missing:
-                        break
-                    payload = bytes(self._inbound)
-                    self._inbound.clear()
-                offset += missing
-                self._frame_length = None
-                try:
-                    event = self._receive_frame(payload)
-                except ProtocolError as error:
-                    events.append(self._fail(error))
+                    length = int.from_bytes(data[offset : offset + _PREFIX_BYTES], "big")
+                    offset += _PREFIX_BYTES
+                if not 0 < length <= self._max_frame_bytes:
+                    events.append(self._fail(_frame_size_error(length, self._max_frame_bytes)))
                     break
-                events.append(event)
+                self._frame_length = length
+            if self._inbound or size - offset < length:  # a body in pieces
+                piece = data[offset : offset + length - len(self._inbound)]
+                self._inbound += piece
+                offset += len(piece)
+                if len(self._inbound) < length:
+                    break
+                payload = bytes(self._inbound)
+                self._inbound.clear()
+            else:
+                payload = data[offset : offset + length]
+                offset += length
+            self._frame_length = None
+            try:
+                events.append(self._receive_frame(payload))
+            except ProtocolError as error:
+                events.append(self._fail(error))
+                break
         return events
 
     def receive_eof(self) -> list[E]:
         """The peer closed its side: a :class:`ConnectionClosed`, or a
         :class:`ProtocolViolation` if it stopped in the middle of a frame."""
-        if self._state not in _LIVE:
+        if not self._live:
             return []
         if self._frame_length is not None or self._inbound:
             expected = "its length" if self._frame_length is None else f"{self._frame_length} bytes"
@@ -435,6 +441,7 @@ class _Connection(abc.ABC, Generic[E]):
 
     def _close(self) -> None:
         self._state = ConnectionState.CLOSED
+        self._live = False
         self._inbound = bytearray()
         self._frame_length = None
 
@@ -458,7 +465,9 @@ class _Connection(abc.ABC, Generic[E]):
 
     def _queue(self, message: object, max_frame_bytes: int) -> None:
         """Encode and queue one frame; nothing is queued if encoding fails."""
-        self._outbound += _framed(self._codec, message, max_frame_bytes)
+        payload = _checked_payload(self._codec, message, max_frame_bytes)
+        self._outbound += len(payload).to_bytes(_PREFIX_BYTES, "big")
+        self._outbound += payload
 
     def _decode_message(self, payload: bytes) -> tuple[int, list[object]]:
         message = self._codec.decode(payload)
@@ -470,11 +479,8 @@ class _Connection(abc.ABC, Generic[E]):
         return kind, message
 
     def _require_open(self) -> None:
-        if self._state not in _LIVE:
+        if not self._live:
             raise ConnectionLost(f"the connection is {self._state.value}")
-
-
-_LIVE: Final = frozenset({ConnectionState.HANDSHAKE, ConnectionState.OPEN})
 
 
 def _frame_size_error(length: int, limit: int) -> ProtocolError:

@@ -321,6 +321,16 @@ def test_ints_in_64_bits_are_native_and_the_rest_big_int_text() -> None:
         codec.encode(10**MAX_BIG_INT_DIGITS)
 
 
+def test_the_reference_encodings_of_the_protocol_document() -> None:
+    codec = Codec()
+    assert codec.encode((1, 2)).hex(" ") == "c7 03 02 92 01 02"
+    assert codec.encode(2**64).hex() == "c71401" + b"18446744073709551616".hex()
+    assert codec.encode(MappingProxyType({"a": 1})).hex(" ") == "d6 03 81 a1 61 01"
+    assert codec.encode(Tensor((2,), (1.0, 2.0))).hex() == (
+        "c7160492910292cb3ff0000000000000cb4000000000000000"
+    )
+
+
 def test_tuples_stay_tuples_and_lists_stay_lists() -> None:
     value: object = ([1, (2, [3])], (), [])
     decoded = round_trip(value)

@@ -47,6 +47,7 @@ from sessionactor.errors import (
     InvalidArgument,
     ProtocolError,
     StoreClosed,
+    VariableNotFound,
     VersionConflict,
 )
 from sessionactor.messages import GetStats, GetVariable, ListSessions, UpdateVariable
@@ -684,6 +685,30 @@ def test_the_documented_worked_example_is_the_real_encoding() -> None:
     assert client.data_to_send().hex(" ") == (
         "00 00 00 30 95 00 01 ac 67 65 74 5f 76 61 72 69 61 62 6c 65 82 aa 73 65 73 73 69 6f "
         "6e 5f 69 64 a2 73 31 aa 69 64 65 6e 74 69 66 69 65 72 a4 74 65 6d 70 c0"
+    )
+
+
+def test_the_documented_handshake_example_is_the_real_encoding() -> None:
+    client = ClientConnection(token="s3cret")
+    hello = client.data_to_send()
+    assert hello.hex() == (
+        "0000002d83a870726f746f636f6cac73657373696f6e6163746f72a776657273696f6e01"
+        "a5746f6b656ea6733363726574"
+    )
+    server = ServerConnection(server_version="sessionactor 0.1.0", token="s3cret")
+    server.receive_data(hello)
+    assert server.data_to_send().hex() == (
+        "0000005385a870726f746f636f6cac73657373696f6e6163746f72a776657273696f6e01"
+        "a26f6bc3a6736572766572b273657373696f6e6163746f7220302e312e30"
+        "af6d61785f6672616d655f6279746573ce01000000"
+    )
+
+
+def test_the_documented_error_example_is_the_real_encoding() -> None:
+    assert framed(error_message(1, VariableNotFound("s1", "temp"))).hex() == (
+        "00000062930201c75c0593b05661726961626c654e6f74466f756e64"
+        "d9297661726961626c65202774656d7027206e6f7420666f756e6420696e2073657373696f6e2027733127"
+        "82aa73657373696f6e5f6964a27331aa6964656e746966696572a474656d70"
     )
 
 
