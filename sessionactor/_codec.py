@@ -568,6 +568,8 @@ class Codec:
         type, a malformed ext payload, a map key of a type that is not allowed,
         or nesting deeper than the limits.
         """
+        if type(data) is not bytes:  # `in` below must see bytes, not a view's ints
+            data = bytes(data)
         if b"\xff" in data and _TIMESTAMP_HEADER_END.search(data) is not None:
             return self._decode_checked(data)
         self._depth = 0

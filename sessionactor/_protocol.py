@@ -46,6 +46,7 @@ from .messages import AnyCommand
 
 __all__ = [
     "MAX_FRAME_BYTES",
+    "MAX_HANDSHAKE_BYTES",
     "PROTOCOL_NAME",
     "PROTOCOL_VERSION",
     "CallReceived",
@@ -77,6 +78,10 @@ PROTOCOL_NAME: Final = "sessionactor"
 PROTOCOL_VERSION: Final = 1
 MAX_FRAME_BYTES: Final = 16 * 2**20
 """The default largest frame, in bytes, not counting its 4-byte length prefix."""
+MAX_HANDSHAKE_BYTES: Final = 64 * 1024
+"""The largest handshake frame either side accepts. A handshake is a few dozen
+bytes; a peer not yet authenticated must not make the other decode 16 MiB (whose
+values can take many times that in memory)."""
 
 _PREFIX_BYTES: Final = 4
 _LARGEST_FRAME: Final = 2**32 - 1  # what a 4-byte prefix can say
@@ -343,6 +348,7 @@ class _Connection(abc.ABC, Generic[E]):
 
     def __init__(self, *, max_frame_bytes: int, codec: Codec | None) -> None:
         self._max_frame_bytes = _check_frame_limit(max_frame_bytes)
+        self._receive_limit = min(self._max_frame_bytes, MAX_HANDSHAKE_BYTES)  # until OPEN
         self._codec = Codec() if codec is None else codec
         self._state = ConnectionState.HANDSHAKE
         self._live = True  # HANDSHAKE or OPEN: checked on every frame, so kept apart
@@ -401,8 +407,10 @@ class _Connection(abc.ABC, Generic[E]):
                 else:
                     length = int.from_bytes(data[offset : offset + _PREFIX_BYTES], "big")
                     offset += _PREFIX_BYTES
-                if not 0 < length <= self._max_frame_bytes:
-                    events.append(self._fail(_frame_size_error(length, self._max_frame_bytes)))
+                if not 0 < length <= self._receive_limit:
+                    handshaking = self._state is ConnectionState.HANDSHAKE
+                    error = _frame_size_error(length, self._receive_limit, handshaking)
+                    events.append(self._fail(error))
                     break
                 self._frame_length = length
             if self._inbound or size - offset < length:  # a body in pieces
@@ -438,6 +446,10 @@ class _Connection(abc.ABC, Generic[E]):
             return [self._fail(error, farewell=False)]
         self._close()
         return [self._closed_event()]
+
+    def _enter_open(self) -> None:
+        self._state = ConnectionState.OPEN
+        self._receive_limit = self._max_frame_bytes
 
     def _close(self) -> None:
         self._state = ConnectionState.CLOSED
@@ -483,9 +495,11 @@ class _Connection(abc.ABC, Generic[E]):
             raise ConnectionLost(f"the connection is {self._state.value}")
 
 
-def _frame_size_error(length: int, limit: int) -> ProtocolError:
+def _frame_size_error(length: int, limit: int, handshaking: bool) -> ProtocolError:
     if length == 0:
         return ProtocolError("a frame of length 0 (a frame holds exactly one msgpack value)")
+    if handshaking:
+        return ProtocolError(f"a handshake frame of {length} bytes exceeds the limit of {limit}")
     return ProtocolError(f"a frame of {length} bytes exceeds max_frame_bytes {limit}")
 
 
@@ -596,7 +610,7 @@ class ServerConnection(_Connection[ServerEvent]):
             if not hmac.compare_digest(_token_bytes(token), self._token):
                 return self._refuse(AuthenticationFailed())
         self._queue(server_hello(self._server_version, self._max_frame_bytes), _LARGEST_FRAME)
-        self._state = ConnectionState.OPEN
+        self._enter_open()
         return ClientHello(PROTOCOL_VERSION)
 
     def _refuse(self, error: AuthenticationFailed) -> ServerEvent:
@@ -704,7 +718,7 @@ class ClientConnection(_Connection[ClientEvent]):
         if type(limit) is not int or not 1 <= limit <= _LARGEST_FRAME:
             raise ProtocolError(f"the server's max_frame_bytes is invalid: {describe(limit)}")
         self._server_max_frame_bytes = limit
-        self._state = ConnectionState.OPEN
+        self._enter_open()
         return ServerHello(PROTOCOL_VERSION, server, limit)
 
     def _answered(self, value: object) -> int:

@@ -693,6 +693,13 @@ def test_msgpack_timestamps_are_refused_wherever_they_are(data: bytes) -> None:
         Codec().decode(data)
 
 
+def test_a_timestamp_is_refused_from_any_bytes_like_input() -> None:
+    data = packed([msgpack.Timestamp(0)])
+    for form in (bytearray(data), memoryview(data)):
+        with pytest.raises(ProtocolError, match="timestamp"):
+            Codec().decode(form)  # type: ignore[arg-type]
+
+
 def test_values_whose_bytes_look_like_a_timestamp_header_still_decode() -> None:
     (number,) = struct.unpack(">d", b"\x40\xd7\xff\x08\xff\x0c\xff\x00")
     value = [number, b"\xd6\xff\x04\xff", "\u07ff", {"k": (number,)}]

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from sessionactor._codec import Codec, EncodeError, decode_call
 from sessionactor._protocol import (
     MAX_FRAME_BYTES,
+    MAX_HANDSHAKE_BYTES,
     CallReceived,
     ClientConnection,
     ClientEvent,
@@ -235,11 +236,22 @@ def test_a_malformed_handshake_is_refused_with_a_protocol_error(hello: object, r
     assert type(client_event.error) is ProtocolError
 
 
+def test_a_handshake_frame_is_small_whatever_max_frame_bytes() -> None:
+    server = ServerConnection(server_version=SERVER_VERSION)
+    hello = client_hello("x" * MAX_HANDSHAKE_BYTES)
+    [event] = server.receive_data(framed(hello)[:4])
+    assert isinstance(event, HandshakeRejected)
+    assert "handshake frame of 65579 bytes exceeds the limit of 65536" in str(event.error)
+    client = ClientConnection()
+    [answer] = client.receive_data((MAX_HANDSHAKE_BYTES + 1).to_bytes(4, "big"))
+    assert isinstance(answer, ProtocolViolation)
+
+
 def test_bytes_that_are_no_handshake_are_refused() -> None:
     server = ServerConnection(server_version=SERVER_VERSION)
     [event] = server.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert isinstance(event, HandshakeRejected)
-    assert "exceeds max_frame_bytes" in str(event.error)  # "GET " read as a length
+    assert "exceeds the limit" in str(event.error)  # "GET " read as a length
     assert server.data_to_send()  # the refusal, for a client that speaks the protocol
 
 
