@@ -641,15 +641,19 @@ class Codec:
 
     def _snapshot_decoder(self, layout: _SnapshotLayout) -> Callable[[bytes], object]:
         def decode_snapshot(payload: bytes) -> object:
-            items = self._unpack_array(payload, layout.cls.__name__, 0)
+            items = msgpack.unpackb(payload, **self._unpack_options)  # the hottest payload
+            if type(items) is not list:
+                raise ProtocolError(
+                    f"{layout.cls.__name__} payload must be an array, got {describe(items)}"
+                )
             del items[len(layout.names) :]
             count = len(items)
             for index in layout.mapping_fields:
                 if index < count and type(items[index]) is dict:
-                    items[index] = self._frozen_mapping(items[index])  # type: ignore[arg-type]
+                    items[index] = self._frozen_mapping(items[index])
             for index in layout.tuple_fields:
                 if index < count and type(items[index]) is list:
-                    items[index] = tuple(items[index])  # type: ignore[arg-type]
+                    items[index] = tuple(items[index])
             try:
                 return layout.cls(*items)
             except TypeError as error:
