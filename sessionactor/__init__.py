@@ -25,6 +25,7 @@ from .errors import VariableLocked as VariableLocked
 from .errors import VariableNotFound as VariableNotFound
 from .errors import VersionConflict as VersionConflict
 from .errors import WatchOverflow as WatchOverflow
+from .mirror import Mirror as Mirror
 from .model import BatchGet as BatchGet
 from .model import Session as Session
 from .model import StoreStats as StoreStats

@@ -34,6 +34,7 @@ import msgpack
 
 from . import errors as _errors
 from . import messages as _messages
+from ._frozen import FrozenMap, Owned, Refused
 from .errors import InvalidArgument, ProtocolError, SessionStoreError, describe
 from .messages import AnyCommand, Command
 from .model import BatchGet, Session, StoreStats, Variable, VariableChange
@@ -72,6 +73,10 @@ class ExtCode(enum.IntEnum):
     ERROR = 5
     """A :class:`~sessionactor.errors.SessionStoreError`: array ``[class name, message,
     attributes]``, the attributes a map of attribute name to value."""
+    REFUSED = 6
+    """An argument the caller's side already refused (too large, or not copyable): its
+    error, as an ``ERROR`` payload. The server raises it where the argument is checked,
+    so the call fails exactly as it would on a local store."""
     VARIABLE = 16
     """A :class:`~sessionactor.model.Variable`: array of its fields in declaration order."""
     SESSION = 17
@@ -237,8 +242,8 @@ def _command_classes() -> dict[str, type[AnyCommand]]:
         if not (isinstance(cls, type) and issubclass(cls, Command)):
             continue
         operation = getattr(cls, "operation", None)
-        if not isinstance(operation, str):
-            continue  # the Command base class itself
+        if not isinstance(operation, str) or getattr(cls, "internal", False):
+            continue  # the Command base class itself, and messages that never travel
         if operation in classes:
             raise TypeError(f"{name} and {classes[operation].__name__} share operation {operation}")
         classes[operation] = cls
@@ -357,7 +362,10 @@ class Codec:
             int: self._encode_int,
             tuple: self._encode_tuple,
             MappingProxyType: self._encode_mapping,
+            FrozenMap: self._encode_mapping,
             Tensor: self._encode_tensor,
+            Refused: self._encode_refused,
+            Owned: _owned_value,
         }
         for cls, layout in _SNAPSHOT_LAYOUTS.items():
             self._encoders[cls] = self._snapshot_encoder(layout)
@@ -367,6 +375,7 @@ class Codec:
             ExtCode.MAPPING: self._decode_mapping,
             ExtCode.TENSOR: self._decode_tensor,
             ExtCode.ERROR: self._decode_error,
+            ExtCode.REFUSED: self._decode_refused,
         }
         for layout in _SNAPSHOT_LAYOUTS.values():
             self._decoders[layout.code] = self._snapshot_decoder(layout)
@@ -549,6 +558,10 @@ class Codec:
             payload = self._pack_nested([name, message, attributes])
         return _ext(ExtCode.ERROR, payload)
 
+    def _encode_refused(self, refused: Refused) -> object:
+        error = self._encode_error(refused.error)
+        return _ext(ExtCode.REFUSED, error.data)  # type: ignore[attr-defined]
+
     def _encodable_or_repr(self, value: object) -> object:
         try:
             self._pack_nested([value])
@@ -661,6 +674,9 @@ class Codec:
 
         return decode_snapshot
 
+    def _decode_refused(self, payload: bytes) -> Refused:
+        return Refused(self._decode_error(payload))
+
     def _decode_error(self, payload: bytes) -> SessionStoreError:
         name, message, attributes = self._unpack_array(payload, "error", 3)[:3]
         if type(name) is not str or type(message) is not str or type(attributes) is not dict:
@@ -684,6 +700,11 @@ class Codec:
 
 
 _TIMESTAMP_REFUSED: Final = "ext type -1 (msgpack timestamp) is not part of the protocol"
+
+
+def _owned_value(owned: Owned) -> object:
+    """Program data the caller's side copied: it travels as the data itself."""
+    return owned.value
 
 
 def _checked_list(items: list[object]) -> list[object]:

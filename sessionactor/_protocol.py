@@ -18,9 +18,14 @@ after it is a message, an array whose first item is its :class:`MessageKind`.
 >>> client.receive_data(server.data_to_send())[0].server
 'sessionactor 0.1.0'
 
-Adding a message kind (the watch streams will use 3 and up): a member of
-:class:`MessageKind`, an event class, a builder function, a ``send_*`` method on
-the sending side and an entry in the receiving side's ``_receivers`` table.
+Watches: a ``CALL`` of operation ``watch_variables`` opens a watch whose id is
+that call's id. The server answers it with the revision the watch starts at and
+then pushes ``WATCH_EVENTS`` (the first carries the initial events) until a
+``WATCH_END``; the client ends a watch early with ``UNWATCH``.
+
+Adding a message kind: a member of :class:`MessageKind`, an event class, a
+builder function, a ``send_*`` method on the sending side and an entry in the
+receiving side's ``_receivers`` table.
 """
 
 from __future__ import annotations
@@ -64,6 +69,9 @@ __all__ = [
     "ServerConnection",
     "ServerEvent",
     "ServerHello",
+    "UnwatchReceived",
+    "WatchEnded",
+    "WatchEventsReceived",
     "call_message",
     "client_hello",
     "encode_frames",
@@ -72,6 +80,9 @@ __all__ = [
     "handshake_refusal",
     "reply_message",
     "server_hello",
+    "unwatch_message",
+    "watch_end_message",
+    "watch_events_message",
 ]
 
 PROTOCOL_NAME: Final = "sessionactor"
@@ -91,8 +102,8 @@ _LARGEST_CALL_ID: Final = 2**64 - 1
 class MessageKind(enum.IntEnum):
     """The first item of every message after the handshake.
 
-    Kinds 3 and up are reserved for watch streams; a peer that receives a kind
-    it does not expect treats it as a protocol violation.
+    A peer that receives a kind it does not expect treats it as a protocol
+    violation.
     """
 
     CALL = 0
@@ -102,6 +113,14 @@ class MessageKind(enum.IntEnum):
     ERROR = 2
     """Server to client: ``[2, call_id, error]``; ``call_id`` nil for a connection-level
     error sent just before the server closes the connection."""
+    WATCH_EVENTS = 3
+    """Server to client: ``[3, watch_id, [change, ...]]``, changes in revision order."""
+    WATCH_END = 4
+    """Server to client: ``[4, watch_id, error]``: the watch ended; ``error`` is nil when its
+    session closed (the last change said so) or the client ended it, else why
+    (``WatchOverflow``, ``StoreClosed``)."""
+    UNWATCH = 5
+    """Client to server: ``[5, watch_id]``: end this watch (events already sent still arrive)."""
 
 
 class ConnectionState(enum.Enum):
@@ -182,6 +201,30 @@ class ErrorReceived:
 
 
 @attrs.frozen
+class UnwatchReceived:
+    """Server side: the client ends watch ``watch_id`` (it may have ended already)."""
+
+    watch_id: int
+
+
+@attrs.frozen
+class WatchEventsReceived:
+    """Client side: changes pushed for watch ``watch_id``, in revision order."""
+
+    watch_id: int
+    changes: list[object]
+
+
+@attrs.frozen
+class WatchEnded:
+    """Client side: watch ``watch_id`` has ended; ``error`` says why, None when it ended
+    normally (its session closed, or the client asked)."""
+
+    watch_id: int
+    error: SessionStoreError | None
+
+
+@attrs.frozen
 class ConnectionAborted:
     """Client side: the server is closing the connection and says why (``ERROR`` with
     a nil call id). Calls still awaiting a reply will not get one."""
@@ -205,12 +248,21 @@ class ConnectionClosed:
     """The peer closed its side of the connection between two frames."""
 
 
-ServerEvent = ClientHello | HandshakeRejected | CallReceived | ProtocolViolation | ConnectionClosed
+ServerEvent = (
+    ClientHello
+    | HandshakeRejected
+    | CallReceived
+    | UnwatchReceived
+    | ProtocolViolation
+    | ConnectionClosed
+)
 ClientEvent = (
     ServerHello
     | HandshakeRejected
     | ReplyReceived
     | ErrorReceived
+    | WatchEventsReceived
+    | WatchEnded
     | ConnectionAborted
     | ProtocolViolation
     | ConnectionClosed
@@ -266,6 +318,21 @@ def error_message(call_id: int | None, error: SessionStoreError) -> list[object]
     """An ``ERROR`` message: the error call ``call_id`` raised, or (``call_id`` None)
     why the server closes the connection."""
     return [MessageKind.ERROR.value, call_id, error]
+
+
+def watch_events_message(watch_id: int, changes: list[object]) -> list[object]:
+    """A ``WATCH_EVENTS`` message: changes of watch ``watch_id``, in revision order."""
+    return [MessageKind.WATCH_EVENTS.value, watch_id, changes]
+
+
+def watch_end_message(watch_id: int, error: SessionStoreError | None) -> list[object]:
+    """A ``WATCH_END`` message: watch ``watch_id`` ended, normally (None) or with ``error``."""
+    return [MessageKind.WATCH_END.value, watch_id, error]
+
+
+def unwatch_message(watch_id: int) -> list[object]:
+    """An ``UNWATCH`` message: the client ends watch ``watch_id``."""
+    return [MessageKind.UNWATCH.value, watch_id]
 
 
 def encode_frames(
@@ -539,6 +606,7 @@ class ServerConnection(_Connection[ServerEvent]):
         self._token = None if token is None else _token_bytes(token)
         self._receivers: dict[int, Callable[[list[object]], ServerEvent]] = {
             MessageKind.CALL: self._receive_call,
+            MessageKind.UNWATCH: self._receive_unwatch,
         }
 
     def send_reply(self, call_id: int, value: object) -> None:
@@ -554,6 +622,20 @@ class ServerConnection(_Connection[ServerEvent]):
     def send_error(self, call_id: int, error: SessionStoreError) -> None:
         """Queue ``error`` as the outcome of call ``call_id`` (see :meth:`send_reply`)."""
         self._answer(call_id, error_message(call_id, error))
+
+    def send_watch_events(self, watch_id: int, changes: list[object]) -> None:
+        """Queue changes of watch ``watch_id`` (whose opening call was answered).
+
+        Raises ``EncodeError``/``InvalidArgument`` as :meth:`send_reply` does (nothing
+        is queued then) and ``ConnectionLost`` once the connection is closed.
+        """
+        self._require_open()
+        self._queue(watch_events_message(watch_id, changes), self._max_frame_bytes)
+
+    def send_watch_end(self, watch_id: int, error: SessionStoreError | None) -> None:
+        """Queue the end of watch ``watch_id``: None when it ended normally."""
+        self._require_open()
+        self._queue(watch_end_message(watch_id, error), _LARGEST_FRAME)
 
     def abort(self, error: SessionStoreError) -> None:
         """Queue a last frame telling the client why the server closes the connection
@@ -613,6 +695,10 @@ class ServerConnection(_Connection[ServerEvent]):
         self._enter_open()
         return ClientHello(PROTOCOL_VERSION)
 
+    def _receive_unwatch(self, message: list[object]) -> ServerEvent:
+        _require_arity(message, MessageKind.UNWATCH, 2)
+        return UnwatchReceived(_require_call_id(message[1]))
+
     def _refuse(self, error: AuthenticationFailed) -> ServerEvent:
         self._queue(handshake_refusal(error), _LARGEST_FRAME)
         self._enter_failed(error)
@@ -666,6 +752,8 @@ class ClientConnection(_Connection[ClientEvent]):
         self._receivers: dict[int, Callable[[list[object]], ClientEvent]] = {
             MessageKind.REPLY: self._receive_reply,
             MessageKind.ERROR: self._receive_error,
+            MessageKind.WATCH_EVENTS: self._receive_watch_events,
+            MessageKind.WATCH_END: self._receive_watch_end,
         }
         self._queue(client_hello(token), _LARGEST_FRAME)
 
@@ -685,6 +773,11 @@ class ClientConnection(_Connection[ClientEvent]):
         self._next_call_id = call_id + 1
         self._calls.add(call_id)
         return call_id
+
+    def send_unwatch(self, watch_id: int) -> None:
+        """Queue the end of watch ``watch_id`` (events already on their way still come)."""
+        self._require_open()
+        self._queue(unwatch_message(watch_id), _LARGEST_FRAME)
 
     def _fail(self, error: ProtocolError, *, farewell: bool = True) -> ClientEvent:
         self._enter_failed(error)  # the server gets no message saying why: it reads none
@@ -731,6 +824,20 @@ class ClientConnection(_Connection[ClientEvent]):
     def _receive_reply(self, message: list[object]) -> ClientEvent:
         _require_arity(message, MessageKind.REPLY, 3)
         return ReplyReceived(self._answered(message[1]), message[2])
+
+    def _receive_watch_events(self, message: list[object]) -> ClientEvent:
+        _require_arity(message, MessageKind.WATCH_EVENTS, 3)
+        changes = message[2]
+        if type(changes) is not list:
+            raise ProtocolError(f"watch events must be an array, got {describe(changes)}")
+        return WatchEventsReceived(_require_call_id(message[1]), changes)
+
+    def _receive_watch_end(self, message: list[object]) -> ClientEvent:
+        _require_arity(message, MessageKind.WATCH_END, 3)
+        error = message[2]
+        if error is not None:
+            error = _require_error(error, "a WATCH_END message's error")
+        return WatchEnded(_require_call_id(message[1]), error)
 
     def _receive_error(self, message: list[object]) -> ClientEvent:
         _require_arity(message, MessageKind.ERROR, 3)

@@ -1,4 +1,4 @@
-"""The watcher behind ``SessionStore.watch_variables`` (SPEC §10).
+"""The watcher behind ``watch_variables``, mirrors and a server's pushed watches.
 
 A :class:`Watcher` is an async iterator of :class:`VariableChange` fed by the
 actor. The store registers it *before* sending its ``WatchSession`` command, so
@@ -26,6 +26,12 @@ How a watch ends, as its consumer sees it:
 
 The initial events are a snapshot held apart from the buffer: they never count
 towards ``buffer``.
+
+Besides its async iterator, a watcher can be drained without waiting: with
+``on_ready`` it calls back whenever it has events or an ending to hand over,
+and :meth:`Watcher.take` hands them over at once. A mirror applies each batch
+of changes so, in the actor's own turn, before any caller of that turn resumes;
+a server pushes each batch to its client before the replies of that turn.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from .errors import StoreClosed, WatchOverflow
 from .model import VariableChange
 from .state import WatchFilter, WatchStart
 
-__all__ = ["Published", "Watcher", "group_by_session"]
+__all__ = ["ENDED", "Published", "Watcher", "group_by_session"]
 
 _SESSION_CLOSED: Final = "session_closed"
 
@@ -72,6 +78,18 @@ def group_by_session(first_sequence: int, changes: list[VariableChange]) -> dict
 _Ending = Literal["session_closed", "overflow", "store_closed", "unsubscribed", "done"]
 
 
+class _Ended:
+    """What :meth:`Watcher.take` gives when a watch ended normally (session closed, left)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "ENDED"
+
+
+ENDED: Final = _Ended()
+
+
 class Watcher:
     """One subscriber's buffer and async iterator. Consumed by one task at a time."""
 
@@ -85,6 +103,7 @@ class Watcher:
         "_last_revision",
         "_limit",
         "_on_overflow",
+        "_on_ready",
         "_pending",
         "_sequence",
         "_wakeup",
@@ -100,12 +119,14 @@ class Watcher:
         buffer: int,
         include_initial: bool,
         on_overflow: Callable[[], None],
+        on_ready: Callable[[Watcher], None] | None = None,
     ) -> None:
         self.session_id = session_id
         self.token = token
         self._limit = buffer
         self._include_initial = include_initial
         self._on_overflow = on_overflow
+        self._on_ready = on_ready
         self._filter: WatchFilter | None = None  # None until the subscription is answered
         self._follows_all = False  # every variable of the session, no filter to apply
         self._pending: list[tuple[int, VariableChange]] = []  # offered before that
@@ -141,7 +162,7 @@ class Watcher:
                     self._accept(change)
                     if self._ending is not None:
                         break
-        self._wakeup.set()
+        self._ready()
 
     def start(self, start: WatchStart) -> None:
         """The subscription was answered: set the filter, the snapshot, the backlog."""
@@ -162,6 +183,7 @@ class Watcher:
                     variable.version,
                     variable.revision,
                     variable.metadata,
+                    variable,
                 )
                 for variable in start.variables
             )
@@ -171,7 +193,12 @@ class Watcher:
                 break
             if sequence > start.sequence:  # the snapshot already holds the others
                 self._accept(change)
+        self._ready()
+
+    def _ready(self) -> None:
         self._wakeup.set()
+        if self._on_ready is not None:
+            self._on_ready(self)
 
     def _accept(self, change: VariableChange) -> None:
         if change.kind == _SESSION_CLOSED:
@@ -198,7 +225,7 @@ class Watcher:
         """The store stopped: after what is buffered, the consumer gets StoreClosed."""
         if self._ending is None:
             self._ending = "store_closed"
-            self._wakeup.set()
+            self._ready()
 
     def unsubscribe(self) -> None:
         """The ``async with`` block was left: the iterator ends at once."""
@@ -209,6 +236,36 @@ class Watcher:
         self._wakeup.set()
 
     # -- the consumer's side ---------------------------------------------------------
+
+    @property
+    def revision(self) -> int:
+        """The revision of the last event handed to the consumer (or of the snapshot)."""
+        return self._last_revision
+
+    @property
+    def ending_now(self) -> bool:
+        """Whether the watch has ended (or ends after what is still to be handed over)."""
+        return self._ending is not None
+
+    def take(self) -> tuple[list[VariableChange], BaseException | _Ended | None]:
+        """Everything ready now, without waiting: the events, then how the watch ended
+        after them (``WatchOverflow`` or ``StoreClosed``, :data:`ENDED` for a session
+        closed or a watch left, None while it goes on)."""
+        events = list(self._initial)
+        self._initial.clear()
+        if self._events:
+            events.extend(self._events)
+            self._events.clear()
+            self._last_revision = events[-1].revision
+        ending = self._ending
+        if ending is None or ending == "done":
+            return events, None if ending is None else ENDED
+        self._ending = "done"
+        if ending == "overflow":
+            return events, WatchOverflow(self._last_revision)
+        if ending == "store_closed":
+            return events, StoreClosed("the session store stopped; the watch has ended")
+        return events, ENDED
 
     def __aiter__(self) -> Watcher:
         return self

@@ -60,6 +60,7 @@ __all__ = [
     "UpdateVariables",
     "UnwatchSession",
     "WatchSession",
+    "WatchVariables",
 ]
 
 
@@ -76,6 +77,7 @@ class Command(Generic[R]):
     __slots__ = ()
     operation: ClassVar[str]
     finishes: ClassVar[bool] = False
+    internal: ClassVar[bool] = False  # sent by the store to itself, never over a connection
 
 
 AnyCommand = Command[Any]
@@ -308,6 +310,7 @@ class WatchSession(Command["WatchStart"]):
     """Subscribe watcher ``token`` to a session: atomic with its initial snapshot."""
 
     operation: ClassVar[str] = "watch_variables"
+    internal: ClassVar[bool] = True
     session_id: object
     token: object
     identifiers: object = None
@@ -319,4 +322,18 @@ class UnwatchSession(Command[None]):
     """End watcher ``token``'s subscription; unknown tokens are ignored."""
 
     operation: ClassVar[str] = "unwatch_variables"
+    internal: ClassVar[bool] = True
     token: object
+
+
+@attrs.define(weakref_slot=False)
+class WatchVariables(Command[int]):
+    """Over a connection: open a watch of a session. The reply is the revision it starts
+    at; its changes follow as pushed messages. A server turns it into a ``WatchSession``."""
+
+    operation: ClassVar[str] = "watch_variables"
+    session_id: object
+    identifiers: object = None
+    pattern: object = None
+    include_initial: object = True
+    buffer: object = 1024

@@ -144,7 +144,8 @@ class VariableChange:
 
     ``kind`` is ``initial``, ``registered``, ``updated``, ``deleted`` or
     ``session_closed``; the last has no variable and ``revision`` of the store
-    at the time the session went away.
+    at the time the session went away. ``variable`` is the whole snapshot after
+    the change (it does not take part in comparisons).
     """
 
     kind: str
@@ -156,6 +157,8 @@ class VariableChange:
     version: int | None
     revision: int
     metadata: Mapping[str, object]
+    variable: Variable | None = attrs.field(default=None, eq=False, repr=False)
+    """The whole variable after the change (None for ``deleted`` and ``session_closed``)."""
 
 
 def next_version(

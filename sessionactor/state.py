@@ -802,6 +802,7 @@ class StoreState:
                     new.version,
                     new.revision,
                     new.metadata,
+                    new,
                 )
             )
 
@@ -1000,6 +1001,7 @@ class StoreState:
                     new.version,
                     new.revision,
                     new.metadata,
+                    new,
                 )
             )
         record.total_variable_updates += 1

@@ -28,6 +28,7 @@ from ._api import AsyncFacade, StoreCalls
 from ._frozen import Limits
 from ._watch import Watcher, group_by_session
 from .errors import CallTimeout, InvalidArgument, StoreClosed, describe
+from .mirror import Mirroring
 from .model import BatchGet, Variable, VariableChange
 from .state import StoreState
 from .telemetry import DEFAULT_DURATION_SAMPLE_RATIO, StoreTelemetry
@@ -81,7 +82,7 @@ def _positive_or_none(value: object, what: str, *, integer: bool = False) -> Any
     return value
 
 
-class SessionStore(StoreCalls, AsyncFacade):
+class SessionStore(StoreCalls, Mirroring, AsyncFacade):
     """An actor that owns sessions and their typed, constrained, versioned variables.
 
     Start it with ``async with SessionStore() as store:`` (it stops when the
@@ -475,6 +476,22 @@ class SessionStore(StoreCalls, AsyncFacade):
         include_initial: bool,
         buffer: int,
     ) -> AsyncIterator[AsyncIterator[VariableChange]]:
+        watcher = await self._subscribe(session_id, identifiers, pattern, include_initial, buffer)
+        try:
+            yield watcher
+        finally:
+            self._unsubscribe(watcher)
+
+    async def _subscribe(
+        self,
+        session_id: str,
+        identifiers: Sequence[str] | None,
+        pattern: str | None,
+        include_initial: bool,
+        buffer: int,
+        on_ready: Callable[[Watcher], None] | None = None,
+    ) -> Watcher:
+        """A started watcher of the session; end it with :meth:`_unsubscribe`."""
         if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
             raise InvalidArgument(f"buffer must be a positive int, got {describe(buffer)}")
         if type(include_initial) is not bool:
@@ -492,6 +509,7 @@ class SessionStore(StoreCalls, AsyncFacade):
             buffer=buffer,
             include_initial=include_initial,
             on_overflow=self._count_watch_overflow,
+            on_ready=on_ready,
         )
         # Registered before the command is sent: changes committed meanwhile are
         # kept, and the reply says which of them the snapshot already holds.
@@ -504,11 +522,11 @@ class SessionStore(StoreCalls, AsyncFacade):
             self._forget_watcher(watcher)
             raise
         watcher.start(start)
-        try:
-            yield watcher
-        finally:
-            watcher.unsubscribe()
-            self._forget_watcher(watcher)
+        return watcher
+
+    def _unsubscribe(self, watcher: Watcher) -> None:
+        watcher.unsubscribe()
+        self._forget_watcher(watcher)
 
 
 class WatchContext(AbstractAsyncContextManager[AsyncIterator[VariableChange]]):

@@ -539,15 +539,18 @@ def test_error_attributes_that_would_replace_behaviour_are_refused(name: object)
 # Commands --------------------------------------------------------------------
 
 
-def test_commands_are_every_message_class_with_an_operation() -> None:
+def test_commands_are_every_message_class_that_travels() -> None:
     classes = [getattr(messages_module, name) for name in messages_module.__all__]
     expected = {
         operation: cls
         for cls in classes
-        if isinstance(cls, type) and isinstance(operation := getattr(cls, "operation", None), str)
+        if isinstance(cls, type)
+        and isinstance(operation := getattr(cls, "operation", None), str)
+        and not getattr(cls, "internal", False)
     }
     assert dict(COMMANDS) == expected
     assert "update_variable" in COMMANDS and "get_stats" in COMMANDS
+    assert COMMANDS["watch_variables"] is messages_module.WatchVariables
 
 
 @st.composite
@@ -668,7 +671,7 @@ def test_malformed_msgpack_is_a_protocol_error_saying_what_is_wrong(
         Codec().decode(data)
 
 
-@pytest.mark.parametrize("code", [0, 6, 15, 21, 127, -2, -128])
+@pytest.mark.parametrize("code", [0, 7, 15, 21, 127, -2, -128])
 def test_unknown_ext_codes_are_protocol_errors(code: int) -> None:
     fixext_1 = b"\xd4" + code.to_bytes(1, "big", signed=True) + b"\xc0"
     with pytest.raises(ProtocolError, match=f"unknown ext type {code}"):

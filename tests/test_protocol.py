@@ -593,7 +593,10 @@ def test_a_server_may_abort_a_handshake_that_never_comes() -> None:
         ([1.0, 1, "get_stats", {}, None], "kind must be an int"),
         ([1, 1, None], "may not send a message of kind 1"),
         ([2, 1, VersionConflict(0, 1)], "may not send a message of kind 2"),
-        ([3, 1], "may not send a message of kind 3"),
+        ([3, 1, []], "may not send a message of kind 3"),
+        ([4, 1, None], "may not send a message of kind 4"),
+        ([5], "UNWATCH message has 2 items, got 1"),
+        ([5, -1], "call id must be"),
         ([99], "may not send a message of kind 99"),
         ([0, 1, "get_stats", {}], "CALL message has 5 items, got 4"),
         ([0, -1, "get_stats", {}, None], "call id must be"),
@@ -643,7 +646,10 @@ def test_a_frame_that_is_not_msgpack_fails_the_connection(frame_payload: bytes) 
         ([2, None, "not an error"], "error must be an error value"),
         ([1, 1], "REPLY message has 3 items, got 2"),
         ([0, 1, "get_stats", {}, None], "may not send a message of kind 0"),
-        ([4, 1, None], "may not send a message of kind 4"),
+        ([5, 1], "may not send a message of kind 5"),
+        ([3, 1, "not a list"], "watch events must be an array"),
+        ([3, 1], "WATCH_EVENTS message has 3 items, got 2"),
+        ([4, 1, "not an error"], "WATCH_END message's error must be an error value"),
     ],
 )
 def test_a_misbehaving_server_is_a_protocol_violation_on_the_client(
