@@ -6,6 +6,8 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint bench bench-full soak clean
 
+# Editable, so edits are live; pyproject.toml's package-dir makes the install a plain
+# path that mypy follows (a user's `mypy --strict` outside the repo finds sessionactor).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
