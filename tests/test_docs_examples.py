@@ -1,9 +1,13 @@
-"""The installed package type-checks as a user's own file would see it.
+"""Every ```python block of the guides in docs/ runs, and type-checks as a user's own file.
 
-The type check runs this environment's ``mypy --strict`` in a directory outside
-the repository, as a user would on their own program: it passes only if mypy
-finds the installed ``sessionactor`` and its types (an editable install through
-an import hook would hide it from mypy).
+Blocks run as README.md's do (``test_readme.py``): each alone, in a fresh
+interpreter, in an empty temporary directory, bounded by a timeout; exit 0,
+nothing on stderr, and the output the block claims.
+
+The type check runs this environment's ``mypy --strict`` on each block in a
+directory outside the repository, as a user would on their own program: it
+passes only if mypy finds the installed ``sessionactor`` and its types (an
+editable install through an import hook would hide it from mypy).
 """
 
 from __future__ import annotations
@@ -11,8 +15,24 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Final
 
-from test_readme import ROOT, TIMEOUT
+import pytest
+from test_readme import ROOT, TIMEOUT, CodeBlock, check_block_runs, python_blocks
+
+DOCS: Final = ROOT / "docs"
+DOCS_BLOCKS: Final = [block for page in sorted(DOCS.glob("*.md")) for block in python_blocks(page)]
+
+
+def test_the_guides_have_python_blocks() -> None:
+    pages = {block.path.name for block in DOCS_BLOCKS}
+    assert {"index.md", "sessions.md", "variables.md", "concurrency.md"} <= pages
+    assert {"threads.md", "telemetry.md", "errors.md"} <= pages
+
+
+@pytest.mark.parametrize("block", DOCS_BLOCKS, ids=lambda block: block.name)
+def test_docs_block_runs(block: CodeBlock) -> None:
+    check_block_runs(block)
 
 
 def mypy_strict(directory: Path, *files: str) -> subprocess.CompletedProcess[str]:
@@ -32,9 +52,19 @@ def mypy_strict(directory: Path, *files: str) -> subprocess.CompletedProcess[str
         raise AssertionError(f"mypy still ran after {TIMEOUT * 3:g} s") from expired
 
 
+def test_docs_blocks_pass_mypy_strict_outside_the_repository(tmp_path: Path) -> None:
+    assert not tmp_path.is_relative_to(ROOT)
+    files = []
+    for number, block in enumerate(b for b in DOCS_BLOCKS if not b.skipped):
+        # One module per block: blocks reuse names such as main().
+        (tmp_path / f"block_{number}.py").write_text(block.code, encoding="utf-8")
+        files.append(f"block_{number}.py")
+    result = mypy_strict(tmp_path, *files)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_mypy_strict_sees_the_package_types_from_outside(tmp_path: Path) -> None:
     """mypy must find sessionactor and check calls against its types, not merely not fail."""
-    assert not tmp_path.is_relative_to(ROOT)
     (tmp_path / "user.py").write_text(
         "from sessionactor import SessionStore\n\n\n"
         "async def wrong(store: SessionStore) -> str:\n"
