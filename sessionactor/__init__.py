@@ -2,6 +2,8 @@
 
 from ._frozen import Limits as Limits
 from .blocking import BlockingSessionStore as BlockingSessionStore
+from .client import RemoteSessionStore as RemoteSessionStore
+from .client import connect as connect
 from .errors import AtomicUpdateError as AtomicUpdateError
 from .errors import AuthenticationFailed as AuthenticationFailed
 from .errors import CallTimeout as CallTimeout
@@ -31,6 +33,7 @@ from .model import Session as Session
 from .model import StoreStats as StoreStats
 from .model import Variable as Variable
 from .model import VariableChange as VariableChange
+from .server import SessionServer as SessionServer
 from .store import SessionStore as SessionStore
 from .types import Tensor as Tensor
 from .types import TypeSpec as TypeSpec

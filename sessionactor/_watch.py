@@ -37,15 +37,18 @@ a server pushes each batch to its client before the replies of that turn.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
-from collections.abc import Callable
-from typing import Final, Literal
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import Final, Literal, NoReturn, Protocol
 
-from .errors import StoreClosed, WatchOverflow
+from .errors import SessionStoreError, StoreClosed, WatchOverflow
 from .model import VariableChange
 from .state import WatchFilter, WatchStart
 
-__all__ = ["ENDED", "Published", "Watcher", "group_by_session"]
+__all__ = ["ENDED", "Published", "WatchContext", "Watcher", "Watching", "group_by_session"]
 
 _SESSION_CLOSED: Final = "session_closed"
 
@@ -75,7 +78,15 @@ def group_by_session(first_sequence: int, changes: list[VariableChange]) -> dict
     return groups
 
 
-_Ending = Literal["session_closed", "overflow", "store_closed", "unsubscribed", "done"]
+_Ending = Literal[
+    "session_closed",
+    "overflow",
+    "store_closed",
+    "failed",
+    "unsubscribed",
+    "unsubscribed_remote",
+    "done",
+]
 
 
 class _Ended:
@@ -88,6 +99,7 @@ class _Ended:
 
 
 ENDED: Final = _Ended()
+_FOLLOW_ALL: Final = WatchFilter(None, frozenset(), None)
 
 
 class Watcher:
@@ -96,6 +108,7 @@ class Watcher:
     __slots__ = (
         "_ending",
         "_events",
+        "_failure",
         "_filter",
         "_follows_all",
         "_include_initial",
@@ -135,6 +148,7 @@ class Watcher:
         self._events: deque[VariableChange] = deque()
         self._last_revision = 0
         self._ending: _Ending | None = None  # set once no more changes are taken
+        self._failure: SessionStoreError | None = None  # why it ended, when "failed"
         self._wakeup = asyncio.Event()
 
     # -- the actor's side ----------------------------------------------------------
@@ -193,6 +207,44 @@ class Watcher:
                 break
             if sequence > start.sequence:  # the snapshot already holds the others
                 self._accept(change)
+        self._ready()
+
+    # -- fed from elsewhere (a client whose server watches the store) -------------------
+
+    def begin(self, revision: int) -> None:
+        """Start a watch whose changes come already filtered, through :meth:`receive`."""
+        self._filter = _FOLLOW_ALL
+        self._follows_all = True
+        self._last_revision = revision
+        self._ready()
+
+    def receive(self, changes: list[VariableChange]) -> None:
+        """Changes the server's watch picked, in order: ``initial`` ones into the
+        snapshot, the others into the bounded buffer. Never blocks."""
+        if self._ending is not None:
+            return
+        for change in changes:
+            if change.kind == "initial":
+                if self._include_initial:
+                    self._initial.append(change)
+                continue
+            self._accept(change)
+            if self._ending is not None:
+                break
+        self._ready()
+
+    def end(self, error: SessionStoreError | None) -> None:
+        """The watch ended over there: after what is buffered, ``error`` (or the end)."""
+        if self._ending is not None:
+            return
+        if isinstance(error, WatchOverflow):
+            self._ending = "overflow"
+            self._last_revision = max(self._last_revision, error.last_revision)
+        elif error is None:
+            self._ending = "unsubscribed_remote"
+        else:
+            self._ending = "failed"
+            self._failure = error
         self._ready()
 
     def _ready(self) -> None:
@@ -261,11 +313,17 @@ class Watcher:
         if ending is None or ending == "done":
             return events, None if ending is None else ENDED
         self._ending = "done"
+        error = self._ending_error(ending)
+        return events, ENDED if error is None else error
+
+    def _ending_error(self, ending: _Ending) -> SessionStoreError | None:
         if ending == "overflow":
-            return events, WatchOverflow(self._last_revision)
+            return WatchOverflow(self._last_revision)
         if ending == "store_closed":
-            return events, StoreClosed("the session store stopped; the watch has ended")
-        return events, ENDED
+            return StoreClosed("the session store stopped; the watch has ended")
+        if ending == "failed":
+            return self._failure
+        return None
 
     def __aiter__(self) -> Watcher:
         return self
@@ -281,10 +339,115 @@ class Watcher:
             ending = self._ending
             if ending is not None:
                 self._ending = "done"
-                if ending == "overflow":
-                    raise WatchOverflow(self._last_revision)
-                if ending == "store_closed":
-                    raise StoreClosed("the session store stopped; the watch has ended")
+                error = self._ending_error(ending)
+                if error is not None:
+                    raise error
                 raise StopAsyncIteration
             self._wakeup.clear()
             await self._wakeup.wait()
+
+
+class _Subscriber(Protocol):
+    async def _subscribe(
+        self,
+        session_id: str,
+        identifiers: Sequence[str] | None,
+        pattern: str | None,
+        include_initial: bool,
+        buffer: int,
+        on_ready: Callable[[Watcher], None] | None = None,
+    ) -> Watcher: ...
+
+    def _unsubscribe(self, watcher: Watcher) -> None: ...
+
+
+class Watching:
+    """Gives a store ``watch_variables()``, on top of its ``_subscribe``/``_unsubscribe``."""
+
+    def watch_variables(
+        self,
+        session_id: str,
+        identifiers: Sequence[str] | None = None,
+        *,
+        pattern: str | None = None,
+        include_initial: bool = True,
+        buffer: int = 1024,
+    ) -> WatchContext:
+        """Watch a session's variables: ``async with`` gives an async iterator of changes.
+
+        First come ``initial`` events, the current value of each watched variable
+        in registration order (unless ``include_initial=False``); then
+        ``registered``, ``updated`` and ``deleted`` events in revision order, each
+        once it is committed. ``identifiers`` (ids or names, resolved when the
+        watch starts; a listed name registered later matches too) and
+        ``pattern`` (the glob of ``list_variables``) narrow what is watched; a
+        variable must pass each one given. A consumer more than ``buffer`` events
+        behind receives what was buffered, then ``WatchOverflow``. The watch ends
+        after a ``session_closed`` event when the session is deleted, or when the
+        sweep (every ``cleanup_interval``, or ``cleanup_expired_sessions``)
+        removes it after it expired. If the store stops, the iterator raises
+        ``StoreClosed`` after what was buffered (through a connection, a broken
+        connection ends it with ``ConnectionLost``). Leaving the block unsubscribes.
+
+        >>> async with store.watch_variables("s1", ["temperature"]) as changes:  # doctest: +SKIP
+        ...     async for change in changes:
+        ...         print(change.kind, change.name, change.new_value, change.revision)
+        """
+        return WatchContext(self._watch(session_id, identifiers, pattern, include_initial, buffer))
+
+    @contextlib.asynccontextmanager
+    async def _watch(
+        self,
+        session_id: str,
+        identifiers: Sequence[str] | None,
+        pattern: str | None,
+        include_initial: bool,
+        buffer: int,
+    ) -> AsyncIterator[AsyncIterator[VariableChange]]:
+        source: _Subscriber = self  # type: ignore[assignment]
+        watcher = await source._subscribe(session_id, identifiers, pattern, include_initial, buffer)
+        try:
+            yield watcher
+        finally:
+            source._unsubscribe(watcher)
+
+
+class WatchContext(AbstractAsyncContextManager[AsyncIterator[VariableChange]]):
+    """What ``watch_variables`` returns: enter it with ``async with`` to get the changes.
+
+    >>> async with store.watch_variables("s1") as changes:  # doctest: +SKIP
+    ...     async for change in changes:
+    ...         ...
+    """
+
+    __slots__ = ("_context",)
+
+    def __init__(self, context: AbstractAsyncContextManager[AsyncIterator[VariableChange]]) -> None:
+        self._context = context
+
+    async def __aenter__(self) -> AsyncIterator[VariableChange]:
+        return await self._context.__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        return await self._context.__aexit__(exc_type, exc, traceback)
+
+    def __aiter__(self) -> NoReturn:
+        raise TypeError(
+            "watch_variables() gives a context manager, not the changes: write "
+            "`async with store.watch_variables(...) as changes:` and then "
+            "`async for change in changes:`"
+        )
+
+    def __enter__(self) -> NoReturn:
+        raise TypeError(
+            "watch_variables() is asynchronous here: use `async with`, or "
+            "BlockingSessionStore.watch_variables in synchronous code"
+        )
+
+    def __exit__(self, *exc_info: object) -> None:  # pragma: no cover - __enter__ raises
+        return None

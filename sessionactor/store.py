@@ -8,14 +8,12 @@ Nothing here touches state: that belongs to the actor.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, NoReturn, Self, TypeVar, cast
 
@@ -26,7 +24,7 @@ from . import messages as m
 from ._actor import NO_DEADLINE, Actor, finish
 from ._api import AsyncFacade, StoreCalls
 from ._frozen import Limits
-from ._watch import Watcher, group_by_session
+from ._watch import Watcher, Watching, group_by_session
 from .errors import CallTimeout, InvalidArgument, StoreClosed, describe
 from .mirror import Mirroring
 from .model import BatchGet, Variable, VariableChange
@@ -38,7 +36,7 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
-__all__ = ["SessionStore", "WatchContext"]
+__all__ = ["SessionStore"]
 
 R = TypeVar("R")
 
@@ -82,7 +80,7 @@ def _positive_or_none(value: object, what: str, *, integer: bool = False) -> Any
     return value
 
 
-class SessionStore(StoreCalls, Mirroring, AsyncFacade):
+class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
     """An actor that owns sessions and their typed, constrained, versioned variables.
 
     Start it with ``async with SessionStore() as store:`` (it stops when the
@@ -435,52 +433,7 @@ class SessionStore(StoreCalls, Mirroring, AsyncFacade):
         """``list_variables`` without the mailbox: synchronous, on the store's loop only."""
         return self._read_now(m.ListVariables(session_id, pattern))
 
-    # -- watch -----------------------------------------------------------------------------
-
-    def watch_variables(
-        self,
-        session_id: str,
-        identifiers: Sequence[str] | None = None,
-        *,
-        pattern: str | None = None,
-        include_initial: bool = True,
-        buffer: int = 1024,
-    ) -> WatchContext:
-        """Watch a session's variables: ``async with`` gives an async iterator of changes.
-
-        First come ``initial`` events, the current value of each watched variable
-        in registration order (unless ``include_initial=False``); then
-        ``registered``, ``updated`` and ``deleted`` events in revision order, each
-        once it is committed. ``identifiers`` (ids or names, resolved when the
-        watch starts; a listed name registered later matches too) and
-        ``pattern`` (the glob of ``list_variables``) narrow what is watched; a
-        variable must pass each one given. A consumer more than ``buffer`` events
-        behind receives what was buffered, then ``WatchOverflow``. The watch ends
-        after a ``session_closed`` event when the session is deleted, or when the
-        sweep (every ``cleanup_interval``, or ``cleanup_expired_sessions``)
-        removes it after it expired. If the store stops, the iterator raises
-        ``StoreClosed`` after what was buffered. Leaving the block unsubscribes.
-
-        >>> async with store.watch_variables("s1", ["temperature"]) as changes:  # doctest: +SKIP
-        ...     async for change in changes:
-        ...         print(change.kind, change.name, change.new_value, change.revision)
-        """
-        return WatchContext(self._watch(session_id, identifiers, pattern, include_initial, buffer))
-
-    @contextlib.asynccontextmanager
-    async def _watch(
-        self,
-        session_id: str,
-        identifiers: Sequence[str] | None,
-        pattern: str | None,
-        include_initial: bool,
-        buffer: int,
-    ) -> AsyncIterator[AsyncIterator[VariableChange]]:
-        watcher = await self._subscribe(session_id, identifiers, pattern, include_initial, buffer)
-        try:
-            yield watcher
-        finally:
-            self._unsubscribe(watcher)
+    # -- watch (watch_variables is in _watch.Watching) ---------------------------------
 
     async def _subscribe(
         self,
@@ -527,44 +480,3 @@ class SessionStore(StoreCalls, Mirroring, AsyncFacade):
     def _unsubscribe(self, watcher: Watcher) -> None:
         watcher.unsubscribe()
         self._forget_watcher(watcher)
-
-
-class WatchContext(AbstractAsyncContextManager[AsyncIterator[VariableChange]]):
-    """What ``watch_variables`` returns: enter it with ``async with`` to get the changes.
-
-    >>> async with store.watch_variables("s1") as changes:  # doctest: +SKIP
-    ...     async for change in changes:
-    ...         ...
-    """
-
-    __slots__ = ("_context",)
-
-    def __init__(self, context: AbstractAsyncContextManager[AsyncIterator[VariableChange]]) -> None:
-        self._context = context
-
-    async def __aenter__(self) -> AsyncIterator[VariableChange]:
-        return await self._context.__aenter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> bool | None:
-        return await self._context.__aexit__(exc_type, exc, traceback)
-
-    def __aiter__(self) -> NoReturn:
-        raise TypeError(
-            "watch_variables() gives a context manager, not the changes: write "
-            "`async with store.watch_variables(...) as changes:` and then "
-            "`async for change in changes:`"
-        )
-
-    def __enter__(self) -> NoReturn:
-        raise TypeError(
-            "watch_variables() is asynchronous here: use `async with`, or "
-            "BlockingSessionStore.watch_variables in synchronous code"
-        )
-
-    def __exit__(self, *exc_info: object) -> None:  # pragma: no cover - __enter__ raises
-        return None
