@@ -19,9 +19,12 @@ that everything comes back exactly:
   8 bytes (``-0.0`` and infinities included); NaN, which SQLite would turn into
   NULL, is stored as the TEXT ``'NaN'``;
 - metadata and constraints are JSON objects, and a variable's value is the JSON
-  of its type's ``to_json``; JSON is written with ``ensure_ascii`` (lone
-  surrogates and NUL become ``\\u`` escapes) and NaN/Infinity tokens, and read
-  back by the field's own type, never by guessing from the text.
+  of its type's ``to_json``, with NaN and Infinity tokens for special floats
+  (so the string ``"NaN"`` stays a string), read back by the field's own type.
+  Characters are written as they are, not as ``\\u`` escapes: the escapes of a
+  high and a low surrogate would be read back as one character. The JSON text
+  is then stored like any ``str`` (a BLOB in the rare case it holds a
+  surrogate).
 
 >>> database = Database("store.sqlite")  # doctest: +SKIP
 >>> restored = database.load()  # doctest: +SKIP
@@ -263,19 +266,27 @@ def _jsonable(value: object) -> object:
     raise TypeError(f"{describe(value)} cannot be stored as JSON")
 
 
-_to_json: Final = json.JSONEncoder(
-    ensure_ascii=True, allow_nan=True, separators=(",", ":"), default=_jsonable
+# ensure_ascii=False: "\\ud800\\udc00" would decode as one character, not the two
+# code points that were encoded; raw characters come back exactly as they were.
+_encode_json: Final = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=True, separators=(",", ":"), default=_jsonable
 ).encode
-_from_json: Final = json.JSONDecoder().decode
+_decode_json: Final = json.JSONDecoder().decode
 
 
-def _mapping_json(value: Mapping[str, object]) -> str:
+def _to_json(value: object) -> str | bytes:
+    return _text(_encode_json(value))
+
+
+def _from_json(stored: object) -> object:
+    return _decode_json(_from_text(stored))
+
+
+def _mapping_json(value: Mapping[str, object]) -> str | bytes:
     return _to_json(value) if value else "{}"
 
 
 def _from_mapping_json(stored: object) -> Mapping[str, object]:
-    if type(stored) is not str:
-        raise TypeError(f"expected JSON text, found {describe(stored)}")
     data = _from_json(stored)
     if type(data) is not dict:
         raise TypeError(f"expected a JSON object, found {describe(stored)}")
@@ -710,12 +721,15 @@ def _is_new(path: str) -> bool:
 def _open(path: str, synchronous: str) -> sqlite3.Connection:
     """The writer's connection to ``path``, after :func:`_is_new` accepted it."""
     new = _is_new(path)
-    connection = sqlite3.connect(
-        _uri(path, "mode=rwc" if new else "mode=rw"),
-        uri=True,
-        isolation_level=None,  # autocommit: transactions are begun and ended explicitly
-        check_same_thread=False,  # opened here, used by load() and then by the writer thread
-    )
+    try:
+        connection = sqlite3.connect(
+            _uri(path, "mode=rwc" if new else "mode=rw"),
+            uri=True,
+            isolation_level=None,  # autocommit: transactions are begun and ended explicitly
+            check_same_thread=False,  # opened here, used by load() and then by the writer thread
+        )
+    except sqlite3.Error as error:
+        raise PersistenceError(f"cannot open database {path}: {error}", path) from error
     try:
         mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode != "wal":
