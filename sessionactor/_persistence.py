@@ -259,22 +259,47 @@ def _from_integer(stored: object) -> int:
 
 
 def _jsonable(value: object) -> object:
-    # Frozen data holds read-only mappings (and UpdateMetadata), which json
+    # Frozen data holds read-only mappings (and lazily merged ones), which json
     # only knows as dicts.
+    if type(value) is MappingProxyType:
+        return value.copy()
     if isinstance(value, Mapping):
         return dict(value)
     raise TypeError(f"{describe(value)} cannot be stored as JSON")
 
 
-# ensure_ascii=False: "\\ud800\\udc00" would decode as one character, not the two
-# code points that were encoded; raw characters come back exactly as they were.
-_encode_json: Final = json.JSONEncoder(
-    ensure_ascii=False, allow_nan=True, separators=(",", ":"), default=_jsonable
-).encode
+def _json_encoder() -> Callable[[object], str]:
+    """JSON text of a value: compact, NaN and Infinity as tokens, characters raw.
+
+    ``ensure_ascii`` is off on purpose: the escapes ``\\ud800\\udc00`` would be read
+    back as one character, not the two code points that were written. On CPython
+    this calls the C encoder directly: ``JSONEncoder.encode`` builds a new one on
+    every call, which is most of the cost of encoding a small mapping.
+    """
+    try:
+        import _json
+    except ImportError:  # not CPython: the pure-Python encoder gives the same text
+        return json.JSONEncoder(
+            ensure_ascii=False,
+            check_circular=False,
+            allow_nan=True,
+            separators=(",", ":"),
+            default=_jsonable,
+        ).encode
+    encode = _json.make_encoder(
+        None, _jsonable, _json.encode_basestring, None, ":", ",", False, False, True
+    )
+    return lambda value: "".join(encode(value, 0))
+
+
+_encode_json: Final = _json_encoder()
 _decode_json: Final = json.JSONDecoder().decode
+_float_repr: Final = float.__repr__  # what json writes for a finite float
 
 
 def _to_json(value: object) -> str | bytes:
+    if type(value) is float and value - value == 0.0:  # finite: inf - inf is NaN
+        return _float_repr(value)
     return _text(_encode_json(value))
 
 
@@ -283,7 +308,9 @@ def _from_json(stored: object) -> object:
 
 
 def _mapping_json(value: Mapping[str, object]) -> str | bytes:
-    return _to_json(value) if value else "{}"
+    if not value:
+        return "{}"
+    return _text(_encode_json(value.copy() if type(value) is MappingProxyType else dict(value)))
 
 
 def _from_mapping_json(stored: object) -> Mapping[str, object]:
