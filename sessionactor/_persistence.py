@@ -926,6 +926,7 @@ class Database:
         """
         if timeout is not None and not (isinstance(timeout, int | float) and timeout >= 0):
             raise InvalidArgument(f"timeout must be None or seconds >= 0, got {describe(timeout)}")
+        self._refuse_writer_thread("flush")
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             target = self._submitted
@@ -1000,6 +1001,7 @@ class Database:
         is written. Raises :class:`PersistenceError` if the final commit fails; the
         database is closed either way.
         """
+        self._refuse_writer_thread("close")
         with self._lock:
             if self._closed:
                 return
@@ -1083,6 +1085,13 @@ class Database:
             _log.exception("on_commit(%d, %r) of database %s failed", seq, error, self._path)
 
     # -- helpers -------------------------------------------------------------
+
+    def _refuse_writer_thread(self, call: str) -> None:
+        # From on_commit, waiting for the writer would wait for itself forever.
+        if self._thread is not None and self._thread is threading.current_thread():
+            raise PersistenceError(
+                f"{call}() of database {self._path} cannot be called from on_commit", self._path
+            )
 
     def _check_usable(self) -> None:
         """Raise if no more work is accepted (called with the lock held)."""

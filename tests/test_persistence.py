@@ -1214,6 +1214,24 @@ def test_a_failing_on_commit_does_not_stop_the_writer(
     assert load(path).counters == counters(2)
 
 
+def test_on_commit_cannot_wait_for_the_writer_it_runs_on(tmp_path: Path) -> None:
+    refused: list[BaseException] = []
+    database = Database(tmp_path / "store.sqlite")
+
+    def on_commit(seq: int, error: BaseException | None) -> None:
+        for call in (database.flush, database.close):
+            try:
+                call()
+            except PersistenceError as caught:
+                refused.append(caught)
+
+    database.start(on_commit)
+    database.submit(Turn((), counters(1)))
+    database.flush(WAIT)
+    database.close()
+    assert [str(error).split(" of ")[0] for error in refused] == ["flush()", "close()"]
+
+
 def test_close_commits_what_is_queued(tmp_path: Path) -> None:
     path = tmp_path / "store.sqlite"
     database = Database(path)
