@@ -247,7 +247,11 @@ texts = st.text(st.characters(exclude_categories=()), max_size=12) | st.sampled_
     ["a\udc80\x00", "\ud83d\ude00", "\udfff\ud800", "NaN", "Infinity", "-0.0", "", "\x00"]
 )
 floats = st.floats()
-big_ints = st.integers() | st.integers(min_value=-(10**3899), max_value=10**3899)
+# Up to 3,900 digits; drawn as a digit count, which takes far less of hypothesis's
+# entropy than drawing the digits.
+big_ints = st.integers() | st.builds(
+    lambda digits, sign: sign * (10**digits - 1), st.integers(1, 3900), st.sampled_from([1, -1])
+)
 scalars = st.none() | st.booleans() | big_ints | floats | texts
 frozen_data = st.recursive(
     scalars,
@@ -255,9 +259,9 @@ frozen_data = st.recursive(
         st.lists(inner, max_size=4).map(tuple)
         | st.dictionaries(texts, inner, max_size=4).map(frozen)
     ),
-    max_leaves=12,
+    max_leaves=8,
 )
-mappings = st.dictionaries(texts, frozen_data, max_size=5).map(frozen)
+mappings = st.dictionaries(texts, frozen_data, max_size=3).map(frozen)
 int64 = st.integers(min_value=0, max_value=2**63 - 1)
 
 
@@ -1120,7 +1124,8 @@ def test_a_backup_taken_under_load_holds_every_turn_committed_before_it(tmp_path
             commits.wait_until(lambda calls: bool(calls) and calls[-1][0] >= 100)
             durable = commits.calls[-1][0]
             database.backup(copy)
-            after = commits.calls[-1][0]
+            # The writer carries on after the backup, without a failure.
+            commits.wait_until(lambda calls: calls[-1][0] > durable + 100)
         finally:
             stop.set()
             producer.join(WAIT)
@@ -1131,7 +1136,7 @@ def test_a_backup_taken_under_load_holds_every_turn_committed_before_it(tmp_path
     (record,) = loaded.variables["s"]
     # One snapshot: the variable is the one of the turn whose counters were kept.
     assert record.variable.version == loaded.counters.revision
-    assert after > durable  # the writer went on committing around the backup
+    assert all(error is None for _, error in commits.calls)
 
 
 def test_a_backup_replaces_its_target_whole_and_refuses_the_database_itself(tmp_path: Path) -> None:
