@@ -16,6 +16,8 @@ import math
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -966,6 +968,39 @@ def test_the_last_run_is_clean_only_after_close_clean(tmp_path: Path) -> None:
     commit(path, Turn((), counters(2)))
     loaded = load(path)
     assert (loaded.clean_shutdown, loaded.counters) == (True, counters(2))
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from types import MappingProxyType
+from sessionactor._journal import Counters, SessionRow, SessionWritten, Turn
+from sessionactor._persistence import Database
+
+database = Database(sys.argv[1])
+database.start(lambda seq, error: None)
+row = SessionRow("s", 1.0, 1.0, 10.0, 11.0, MappingProxyType({}), None, 0)
+database.submit(Turn((SessionWritten(row),), Counters(1, 0, 0, 1, 0, 0, 0, 1)))
+for n in range(2, 201):
+    database.submit(Turn((), Counters(n, 0, 0, 1, 0, 0, 0, n)))
+database.flush(10)  # turns 1 to 200 are acknowledged
+for n in range(201, 5001):
+    database.submit(Turn((), Counters(n, 0, 0, 1, 0, 0, 0, n)))  # these may be lost
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_a_killed_process_loses_nothing_that_was_committed(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite"
+    child = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, str(path)], timeout=60, capture_output=True
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+
+    loaded = load(path)
+    assert 200 <= loaded.counters.revision <= 5000
+    assert [row.id for row in loaded.sessions] == ["s"]
+    assert loaded.clean_shutdown is False
 
 
 def test_the_schema_is_readable_with_plain_sqlite(tmp_path: Path) -> None:
