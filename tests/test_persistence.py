@@ -30,7 +30,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sessionactor._frozen import freeze_mapping
+from sessionactor._frozen import FrozenMap, freeze_mapping
 from sessionactor._journal import (
     Counters,
     GlobalProgramRemoved,
@@ -66,13 +66,13 @@ WAIT = 10.0  # seconds: the bound on every wait for the writer
 def same(original: object, loaded: object) -> bool:
     """Whether ``loaded`` is exactly ``original``, in frozen form.
 
-    Any mapping may go in; a read-only ``MappingProxyType`` with the same items in
-    the same order must come out. Floats compare by value and sign, NaN equal to
+    Any mapping may go in; a read-only ``FrozenMap`` with the same items in the same
+    order must come out. Floats compare by value and sign, NaN equal to
     NaN; every other value must have the very same type.
     """
     if isinstance(original, Mapping):
         return (
-            type(loaded) is MappingProxyType
+            type(loaded) is FrozenMap
             and list(original) == list(loaded)
             and all(same(original[key], loaded[key]) for key in original)
         )
@@ -425,7 +425,7 @@ def test_metadata_may_be_any_mapping_and_comes_back_frozen(tmp_path: Path) -> No
 
     loaded = load(tmp_path / "store.sqlite").variables["s"][0].variable
     assert same(frozen(metadata), loaded.metadata)
-    assert type(loaded.metadata["nested"]) is MappingProxyType
+    assert type(loaded.metadata["nested"]) is FrozenMap
     assert loaded.metadata["nested"]["list"][1] == "NaN"
     assert same(MappingProxyType({"max": 2.0}), loaded.constraints)
 
