@@ -425,8 +425,9 @@ def test_metadata_may_be_any_mapping_and_comes_back_frozen(tmp_path: Path) -> No
 
     loaded = load(tmp_path / "store.sqlite").variables["s"][0].variable
     assert same(frozen(metadata), loaded.metadata)
-    assert type(loaded.metadata["nested"]) is FrozenMap
-    assert loaded.metadata["nested"]["list"][1] == "NaN"
+    nested = loaded.metadata["nested"]
+    assert isinstance(nested, FrozenMap)
+    assert nested["list"][1] == "NaN"  # type: ignore[index]
     assert same(MappingProxyType({"max": 2.0}), loaded.constraints)
 
 
