@@ -115,7 +115,7 @@ class UnknownType(SessionStoreError, ValueError):
 class ValidationError(SessionStoreError, ValueError):
     """A value does not fit its type. ``str(error)`` is exactly ``message``."""
 
-    def __init__(self, message: str, *, value: object = None) -> None:
+    def __init__(self, message: str, value: object = None) -> None:
         super().__init__(message)
         self.value = value
 

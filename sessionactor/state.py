@@ -590,6 +590,12 @@ class StoreState:
             _, _, program_id, program = heapq.heappop(programs)
             if self._global_programs.get(program_id) is program:
                 del self._global_programs[program_id]
+        self._compact_program_deadlines()
+
+    def _compact_program_deadlines(self) -> None:
+        """Drop heap entries of replaced and deleted programs once they outnumber the
+        live ones (plus a margin): the heap stays bounded by what is live."""
+        programs = self._program_deadlines
         if len(programs) > 2 * len(self._global_programs) + 1024:
             live = [e for e in programs if self._global_programs.get(e[2]) is e[3]]
             heapq.heapify(live)
@@ -744,10 +750,14 @@ class StoreState:
         program = _GlobalProgram(
             self._own_program(command.data), self._now + self._global_program_ttl
         )
+        replaced = self._global_programs.get(program_id)
+        if replaced is not None:
+            replaced.data = None  # its heap entry may stay until compacted; its data goes now
         self._global_programs[program_id] = program
         heapq.heappush(
             self._program_deadlines, (program.expires_at, next(self._heap_seq), program_id, program)
         )
+        self._compact_program_deadlines()
 
     def _get_global_program(self, command: GetGlobalProgram) -> ProgramReply:
         program_id = check_id(command.program_id, "program id")
@@ -758,7 +768,10 @@ class StoreState:
 
     def _delete_global_program(self, command: DeleteGlobalProgram) -> None:
         program_id = check_id(command.program_id, "program id")
-        self._global_programs.pop(program_id, None)
+        program = self._global_programs.pop(program_id, None)
+        if program is not None:
+            program.data = None
+            self._compact_program_deadlines()
 
     # -- variables: lookup and commit -------------------------------------------
 
