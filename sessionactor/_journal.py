@@ -60,7 +60,8 @@ class SessionWritten:
 
 @attrs.frozen(weakref_slot=False)
 class SessionTouched:
-    """A session was used: only its access time and deadline moved.
+    """A session was used: its access time and deadline moved, and maybe its count of
+    variable updates.
 
     Written lazily (the shell collects touches and flushes them now and then),
     never on the path of a read.
@@ -69,6 +70,7 @@ class SessionTouched:
     session_id: str
     last_accessed: float
     expires_at: float
+    total_variable_updates: int
 
 
 @attrs.frozen(weakref_slot=False)

@@ -156,7 +156,10 @@ ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at,
     expires_at = excluded.expires_at, metadata = excluded.metadata,
     last_worker_id = excluded.last_worker_id,
     total_variable_updates = excluded.total_variable_updates"""
-_TOUCH_SESSION: Final = "UPDATE sessions SET last_accessed = ?, expires_at = ? WHERE id = ?"
+_TOUCH_SESSION: Final = (
+    "UPDATE sessions SET last_accessed = ?, expires_at = ?, total_variable_updates = ? "
+    "WHERE id = ?"
+)
 # An update keeps the position the variable has: only a new variable takes one.
 _UPSERT_VARIABLE: Final = """INSERT INTO variables (session_id, id, position, name, type,
     value, constraints, metadata, version, revision, created_at, updated_at,
@@ -421,7 +424,12 @@ class _Batch:
             (
                 _TOUCH_SESSION,
                 [
-                    (_real(touch.last_accessed), _real(touch.expires_at), _text(key))
+                    (
+                        _real(touch.last_accessed),
+                        _real(touch.expires_at),
+                        touch.total_variable_updates,
+                        _text(key),
+                    )
                     for key, touch in self.touches.items()
                 ],
             ),

@@ -596,7 +596,7 @@ def test_turns_queued_during_a_commit_share_one_transaction_and_one_report(
                 Turn(
                     (
                         VariableWritten("s", float_variable(value=float(n), version=n), 1, None),
-                        SessionTouched("s", 1000.0 + n, 4600.0 + n),
+                        SessionTouched("s", 1000.0 + n, 4600.0 + n, n),
                     ),
                     counters(n + 1),
                 )
@@ -611,7 +611,9 @@ def test_turns_queued_during_a_commit_share_one_transaction_and_one_report(
     loaded = load(path)
     (record,) = loaded.variables["s"]
     assert (record.variable.value, record.variable.version) == (500.0, 500)
-    assert (loaded.sessions[0].last_accessed, loaded.sessions[0].expires_at) == (1500.0, 5100.0)
+    session = loaded.sessions[0]
+    assert (session.last_accessed, session.expires_at) == (1500.0, 5100.0)
+    assert session.total_variable_updates == 500
     assert loaded.counters == counters(501)
 
 
@@ -625,7 +627,7 @@ def test_a_batch_writes_only_the_last_state_of_each_thing() -> None:
             Turn(
                 (
                     VariableWritten("s", float_variable(value=float(n), version=n), 1, None),
-                    SessionTouched("s", 1000.0 + n, 4600.0 + n),
+                    SessionTouched("s", 1000.0 + n, 4600.0 + n, n),
                     ProgramWritten("t", "p", b"%d" % n),
                 ),
                 counters(n + 1),
@@ -648,7 +650,7 @@ def test_a_batch_writes_only_the_last_state_of_each_thing() -> None:
     meta = next(rows for sql, rows in statements.items() if sql.startswith("UPDATE meta"))
     assert [row[0] for row in sessions] == ["s"]  # "t" is only deleted
     assert [(row[5], row[8]) for row in variables] == [("100.0", 100)]
-    assert touches == [(1100.0, 4700.0, "s")]
+    assert touches == [(1100.0, 4700.0, 100, "s")]
     assert statements["DELETE FROM sessions WHERE id = ?"] == [("t",)]
     assert not any(sql.startswith("INSERT INTO programs") for sql in statements)
     assert meta == [attrs.astuple(counters(102))]
@@ -727,9 +729,12 @@ class Model:
             (at,) = arguments[1:]
             assert isinstance(at, float)
             self.sessions[session_id] = attrs.evolve(
-                self.sessions[session_id], last_accessed=at, expires_at=at
+                self.sessions[session_id],
+                last_accessed=at,
+                expires_at=at,
+                total_variable_updates=int(at) % 1000,
             )
-            return SessionTouched(session_id, at, at)
+            return SessionTouched(session_id, at, at, int(at) % 1000)
         if kind == "remove session":
             del self.sessions[session_id], self.variables[session_id], self.programs[session_id]
             return SessionRemoved(session_id)
