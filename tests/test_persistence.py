@@ -728,13 +728,14 @@ class Model:
         if kind == "touch":
             (at,) = arguments[1:]
             assert isinstance(at, float)
+            updates = int(at) % 1000 if math.isfinite(at) else 0
             self.sessions[session_id] = attrs.evolve(
                 self.sessions[session_id],
                 last_accessed=at,
                 expires_at=at,
-                total_variable_updates=int(at) % 1000,
+                total_variable_updates=updates,
             )
-            return SessionTouched(session_id, at, at, int(at) % 1000)
+            return SessionTouched(session_id, at, at, updates)
         if kind == "remove session":
             del self.sessions[session_id], self.variables[session_id], self.programs[session_id]
             return SessionRemoved(session_id)
