@@ -1,42 +1,64 @@
 """The mailbox loop: one task takes batches of command messages and answers each.
 
 Each turn takes what is waiting (up to ``_MAX_BATCH`` messages), runs their
-handlers one after another, then answers them. The phases are kept apart on
-purpose: a durability layer persists the turn's changes between "handled" and
-"answered" (group commit). A handler never awaits, so no message can
-interleave with another.
+handlers one after another, then answers them. A handler never awaits, so no
+message can interleave with another.
+
+With a database, a turn's changes go to the writer thread as one transaction
+(group commit) and the turn *parks*: its replies and its watch events wait
+until that transaction is durable, while the actor goes on handling the next
+turns. Turns are answered in order, so no reply ever goes out before every
+earlier turn is durable. If a commit fails the store fails stop: every parked
+call, every queued call and every later call gets :class:`PersistenceError`.
 
 An envelope carries its call's deadline. A call still queued when its deadline
 passes is not applied at all (its caller gets :class:`CallTimeout`); a reply
-that is ready only after its deadline (the loop was held up) is dropped and the
-caller gets ``CallTimeout`` too. A call whose caller was cancelled after
-sending it is still applied and its reply dropped, as with ``GenServer.call``.
+that is ready only after its deadline (the loop was held up, or the disk) is
+dropped and the caller gets ``CallTimeout`` too. A call whose caller was
+cancelled after sending it is still applied and its reply dropped, as with
+``GenServer.call``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
+from collections import deque
 from collections.abc import Callable
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
+from ._journal import Turn
 from ._mailbox import Mailbox
 from ._replies import Deferred
-from .errors import CallTimeout, InternalError, SessionStoreError, StoreClosed
+from .errors import (
+    CallTimeout,
+    InternalError,
+    PersistenceError,
+    SessionStoreError,
+    StoreClosed,
+)
 from .messages import AnyCommand, Command
 from .model import VariableChange
 from .state import StoreState
+
+if TYPE_CHECKING:
+    from ._persistence import Database
 
 __all__ = ["NO_DEADLINE", "Actor", "Envelope", "finish"]
 
 Envelope = tuple[AnyCommand, "asyncio.Future[Any] | None", float]
 """(command, the caller's reply future or None for no reply, deadline in monotonic seconds)."""
 
+OnChanges = Callable[[int, list[VariableChange]], None]
+"""Publishes committed watch changes, numbered from the first argument."""
+
 NO_DEADLINE: Final = math.inf
 _MAX_BATCH: Final = 512  # bounds how long one turn holds the loop (turns yield between)
 _FREE_CHUNK: Final = 2048  # dropped variables freed per loop iteration after a deletion
-_SKIPPED: Final = object()  # the caller gave up before the actor reached its call
+_WATCHDOG_TICK: Final = 0.05  # seconds between deadline checks of turns waiting for the disk
+_SKIPPED: Final = object()  # the caller was told already (its deadline passed in the queue)
 
 
 class _Failed:
@@ -55,6 +77,26 @@ class _Sweep(Command[None]):
     operation: ClassVar[str] = "sweep"
 
 
+class _Parked:
+    """A handled turn waiting until the transaction ``seq`` (and every earlier one) is durable."""
+
+    __slots__ = ("batch", "changes", "first", "replies", "seq")
+
+    def __init__(
+        self,
+        seq: int,
+        batch: list[Envelope],
+        replies: list[object],
+        first: int,
+        changes: list[VariableChange],
+    ) -> None:
+        self.seq = seq
+        self.batch = batch
+        self.replies = replies
+        self.first = first
+        self.changes = changes
+
+
 class Actor:
     """Owns the mailbox and runs :class:`StoreState` handlers for it."""
 
@@ -65,12 +107,15 @@ class Actor:
         mailbox_size: int | None,
         cleanup_interval: float | None,
         call_timeout: float | None,
-        on_changes: Callable[[list[VariableChange]], None] | None = None,
+        on_changes: OnChanges | None = None,
+        database: Database | None = None,
+        touch_interval: float | None = None,
     ) -> None:
         self.state = state
         self.mailbox: Mailbox[Envelope] = Mailbox(mailbox_size)
         self.closed = False  # no new calls are taken
         self.finished = False  # the loop has ended and the mailbox was answered
+        self.failure: PersistenceError | None = None  # a commit failed: the store stopped
         self.call_timeout = call_timeout
         self._cleanup_interval = cleanup_interval
         self._sweep_timer: asyncio.TimerHandle | None = None
@@ -80,37 +125,51 @@ class Actor:
         self._freeing = False
         self._handlers = dict(state.handlers)
         self._handlers[_Sweep] = self._sweep
+        self._handlers[_Touches] = self._touches
         state.mailbox_depth = self.depth
         state.free_garbage_at_once = False
+        # Durability: turns submitted, turns durable, and the handled turns waiting.
+        self._database = database
+        self._touch_interval = touch_interval
+        self._touch_timer: asyncio.TimerHandle | None = None
+        self._submitted = 0
+        self._committed = 0
+        self._parked: deque[_Parked] = deque()
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._wakeup: asyncio.Future[None] | None = None
 
     async def serve(self) -> None:
-        """Run until cancelled; then answer everything that is left."""
+        """Run until cancelled (or a commit fails); then answer everything that is left."""
         loop = asyncio.get_running_loop()
         self._schedule_sweep(loop)
+        self._schedule_touches(loop)
         mailbox = self.mailbox
         state = self.state
         handlers = self._handlers
         monotonic = time.monotonic
-        replies = self._replies
+        durable = self._database is not None
         batch: list[Envelope] = []
+        replies = self._replies
         try:
             while True:
                 batch = self._batch = mailbox.take(_MAX_BATCH)
                 if not batch:
+                    if self.failure is not None:
+                        raise self.failure
                     await mailbox.wait()
                     continue
 
                 # 1. handle: apply every command of the batch, in order
                 state.begin_turn()
                 now = monotonic()
-                handled = 0
+                skipped = 0
                 for command, future, deadline in batch:
                     if deadline < now:  # its caller was told CallTimeout or is, now: skip it
                         if not future.done():  # type: ignore[union-attr]
                             future.set_exception(self._timeout(command))  # type: ignore[union-attr]
                         replies.append(_SKIPPED)
+                        skipped += 1
                         continue
-                    handled += 1
                     try:
                         replies.append(handlers[type(command)](command))
                     except SessionStoreError as error:
@@ -119,14 +178,19 @@ class Actor:
                         failure = InternalError(command.operation, error)
                         failure.__cause__ = error
                         replies.append(_Failed(failure))
-                state.commands_processed += handled
+                state.commands_processed += len(batch) - skipped
 
-                # 2. (group commit persists the batch's changes here)
-
-                # 3. answer, then tell watchers what was committed
-                self._answer(batch, replies, monotonic())
-                if state.changes:
-                    self._publish_changes()
+                if durable:
+                    # 2. persist: the turn's changes become one transaction; the turn
+                    # waits for it (and for every earlier one) before it is answered.
+                    self._park(batch, replies)
+                    batch = self._batch = []
+                    replies = self._replies = []
+                else:
+                    # 3. answer, then tell watchers what was committed
+                    self._answer(batch, replies, monotonic())
+                    if state.changes:
+                        self._publish(*state.take_changes())
                 if state.garbage and not self._freeing:
                     self._freeing = True
                     loop.call_soon(self._free_garbage)
@@ -136,12 +200,13 @@ class Actor:
                     await asyncio.sleep(0)
         finally:
             self.closed = True
-            if self._sweep_timer is not None:
-                self._sweep_timer.cancel()
+            for timer in (self._sweep_timer, self._touch_timer, self._watchdog):
+                if timer is not None:
+                    timer.cancel()
             self._answer(batch, replies, math.inf)  # a batch cut short still gets its replies
             self.drain_closed()
-            if state.changes:
-                self._publish_changes()
+            if state.changes and not durable:
+                self._publish(*state.take_changes())
             state.garbage.clear()
             self.finished = True
 
@@ -168,21 +233,115 @@ class Actor:
                 pass
         for _, future, _ in batch[len(replies) :]:
             if future is not None and not future.done():
-                future.set_exception(StoreClosed("the session store stopped"))
+                future.set_exception(self._closing_error())
         batch.clear()
         replies.clear()
 
-    def drain_closed(self) -> None:
-        """No more calls: answer every queued message and waiting putter with StoreClosed."""
-        self.closed = True
-        for _, future, _ in self.mailbox.close(StoreClosed("the session store stopped")):
-            if future is not None and not future.done():
-                future.set_exception(StoreClosed("the session store stopped"))
+    def _closing_error(self) -> SessionStoreError:
+        if self.failure is not None:
+            return PersistenceError(str(self.failure), self.failure.path)
+        return StoreClosed("the session store stopped")
 
-    def _publish_changes(self) -> None:
-        changes, self.state.changes = self.state.changes, []
-        if self._on_changes is not None:
-            self._on_changes(changes)
+    def drain_closed(self) -> None:
+        """No more calls: answer every queued message and waiting putter (StoreClosed, or
+        PersistenceError after a failed commit)."""
+        self.closed = True
+        error = self._closing_error()
+        for _, future, _ in self.mailbox.close(error):
+            if future is not None and not future.done():
+                future.set_exception(self._closing_error())
+
+    def _publish(self, first: int, changes: list[VariableChange]) -> None:
+        if changes and self._on_changes is not None:
+            self._on_changes(first, changes)
+
+    # -- durability ----------------------------------------------------------------------
+
+    def _park(self, batch: list[Envelope], replies: list[object]) -> None:
+        """Submit the turn's changes (if any) and answer it once everything before is durable."""
+        state = self.state
+        database = self._database
+        assert database is not None
+        first, changes = state.take_changes()
+        records = state.take_journal()
+        if records and self.failure is None:
+            try:
+                self._submitted = database.submit(Turn(tuple(records), state.counters_snapshot()))
+            except PersistenceError as error:
+                self._parked.append(_Parked(self._submitted + 1, batch, replies, first, changes))
+                self._fail(error)
+                return
+        if self._committed >= self._submitted and not self._parked and self.failure is None:
+            self._publish(first, changes)  # nothing to wait for: a turn of reads
+            self._answer(batch, replies, time.monotonic())
+            return
+        self._parked.append(_Parked(self._submitted, batch, replies, first, changes))
+        if self._watchdog is None:
+            self._watchdog = asyncio.get_running_loop().call_later(
+                _WATCHDOG_TICK, self._check_parked
+            )
+
+    def committed(self, seq: int, error: BaseException | None) -> None:
+        """The writer made turn ``seq`` (and every one before) durable, or failed.
+        Runs in the loop's thread (the writer hands it over)."""
+        if error is not None:
+            failure = (
+                error
+                if isinstance(error, PersistenceError)
+                else PersistenceError(f"the database failed: {error}")
+            )
+            self._committed = max(self._committed, seq)
+            self._answer_durable()
+            self._fail(failure)
+            return
+        self._committed = max(self._committed, seq)
+        self._answer_durable()
+
+    def _answer_durable(self) -> None:
+        parked = self._parked
+        while parked and parked[0].seq <= self._committed:
+            turn = parked.popleft()
+            self._publish(turn.first, turn.changes)
+            self._answer(turn.batch, turn.replies, time.monotonic())
+
+    def _fail(self, error: PersistenceError) -> None:
+        """Fail stop: what is not durable is not acknowledged, and the store closes."""
+        if self.failure is not None:
+            return
+        self.failure = error
+        parked, self._parked = self._parked, deque()
+        for turn in parked:
+            for _, future, _ in turn.batch:
+                if future is not None and not future.done():
+                    future.set_exception(PersistenceError(str(error), error.path))
+            turn.batch.clear()
+            turn.replies.clear()
+        self.drain_closed()
+        self.mailbox.wake()  # the loop sees the failure and ends
+
+    def _check_parked(self) -> None:
+        """Calls waiting for the disk past their deadline get CallTimeout (their writes
+        may still become durable: they may or may not have been applied)."""
+        self._watchdog = None
+        if not self._parked:
+            return
+        now = time.monotonic()
+        for turn in self._parked:
+            for command, future, deadline in turn.batch:
+                if deadline < now and future is not None and not future.done():
+                    future.set_exception(self._timeout(command))
+        self._watchdog = asyncio.get_running_loop().call_later(_WATCHDOG_TICK, self._check_parked)
+
+    @property
+    def durable_through(self) -> int:
+        """The last transaction known durable."""
+        return self._committed
+
+    @property
+    def submitted(self) -> int:
+        return self._submitted
+
+    # -- freeing what deletions dropped ------------------------------------------------------
 
     def _free_garbage(self) -> None:
         """Drop what deletions left, a chunk at a time, so freeing never holds the loop long."""
@@ -204,10 +363,11 @@ class Actor:
         else:
             self._freeing = False
 
-    # -- the periodic sweep --------------------------------------------------------------
+    # -- the periodic sweep and touches ------------------------------------------------------
 
     def _sweep(self, command: _Sweep) -> None:
         self.state.sweep()
+        self.state.record_touches()
         self._schedule_sweep(asyncio.get_running_loop())
 
     def _schedule_sweep(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -220,6 +380,30 @@ class Actor:
             self.mailbox.put_nowait((_Sweep(), None, NO_DEADLINE))
         except asyncio.QueueFull:  # busy: try again next interval
             self._schedule_sweep(asyncio.get_running_loop())
+
+    def _schedule_touches(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Without a periodic sweep, touches still reach the database now and then."""
+        interval = self._touch_interval
+        if self._database is None or interval is None or self._cleanup_interval is not None:
+            return
+        if not self.closed:
+            self._touch_timer = loop.call_later(interval, self._request_touches)
+
+    def _request_touches(self) -> None:
+        self._touch_timer = None
+        with contextlib.suppress(asyncio.QueueFull):  # busy: the next interval will do
+            self.mailbox.put_nowait((_Touches(), None, NO_DEADLINE))
+        self._schedule_touches(asyncio.get_running_loop())
+
+    def _touches(self, command: _Touches) -> None:
+        self.state.record_touches()
+
+
+class _Touches(Command[None]):
+    """A turn that only carries the recorded touches to the database."""
+
+    __slots__ = ()
+    operation: ClassVar[str] = "record_touches"
 
 
 async def finish(reply: object, operation: str) -> Any:

@@ -22,6 +22,7 @@ from .model import Variable
 
 __all__ = [
     "Counters",
+    "Loaded",
     "GlobalProgramRemoved",
     "GlobalProgramWritten",
     "ProgramRemoved",
@@ -162,3 +163,25 @@ class Turn:
 
     records: tuple[Record, ...]
     counters: Counters
+
+
+@attrs.frozen(weakref_slot=False)
+class Loaded:
+    """Everything a database holds, as the records that rebuild it.
+
+    Replaying ``sessions`` (as :class:`SessionWritten`), then each session's
+    ``variables``, ``programs`` and ``global_programs`` onto an empty state, and
+    taking ``counters``, gives the state of the last committed turn. Sessions come
+    in creation order, variables by session (every session has an entry, maybe
+    empty) in position order, programs in the order they were first stored.
+    Deadlines are wall-clock times exactly as stored: what has expired is for the
+    core to decide. ``clean_shutdown`` tells whether the last run ended with
+    ``close(clean=True)``; a new database counts as clean.
+    """
+
+    sessions: tuple[SessionRow, ...]
+    variables: Mapping[str, tuple[VariableWritten, ...]]
+    programs: tuple[ProgramWritten, ...]
+    global_programs: tuple[GlobalProgramWritten, ...]
+    counters: Counters
+    clean_shutdown: bool

@@ -133,6 +133,14 @@ class Mailbox(Generic[T]):
         finally:
             self._getter = None
 
+    def wake(self) -> None:
+        """Wake the reader even though nothing was put (it has something else to see)."""
+        getter = self._getter
+        if getter is not None:
+            self._getter = None
+            if not getter.done():
+                getter.set_result(None)
+
     def close(self, error: BaseException) -> list[T]:
         """No more puts: waiting putters get ``error``; returns what was still queued."""
         self._closed_error = error

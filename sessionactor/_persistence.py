@@ -59,6 +59,7 @@ from ._journal import (
     Counters,
     GlobalProgramRemoved,
     GlobalProgramWritten,
+    Loaded,
     ProgramRemoved,
     ProgramWritten,
     SessionRemoved,
@@ -157,8 +158,7 @@ ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at,
     last_worker_id = excluded.last_worker_id,
     total_variable_updates = excluded.total_variable_updates"""
 _TOUCH_SESSION: Final = (
-    "UPDATE sessions SET last_accessed = ?, expires_at = ?, total_variable_updates = ? "
-    "WHERE id = ?"
+    "UPDATE sessions SET last_accessed = ?, expires_at = ?, total_variable_updates = ? WHERE id = ?"
 )
 # An update keeps the position the variable has: only a new variable takes one.
 _UPSERT_VARIABLE: Final = """INSERT INTO variables (session_id, id, position, name, type,
@@ -522,28 +522,6 @@ def _variable_rows(
 
 # ---------------------------------------------------------------------------
 # What load() returns
-
-
-@attrs.frozen(weakref_slot=False)
-class Loaded:
-    """Everything a database holds, as the records that rebuild it.
-
-    Replaying ``sessions`` (as :class:`SessionWritten`), then each session's
-    ``variables``, ``programs`` and ``global_programs`` onto an empty state, and
-    taking ``counters``, gives the state of the last committed turn. Sessions come
-    in creation order, variables by session (every session has an entry, maybe
-    empty) in position order, programs in the order they were first stored.
-    Deadlines are wall-clock times exactly as stored: what has expired is for the
-    core to decide. ``clean_shutdown`` tells whether the last run ended with
-    ``close(clean=True)``; a new database counts as clean.
-    """
-
-    sessions: tuple[SessionRow, ...]
-    variables: Mapping[str, tuple[VariableWritten, ...]]
-    programs: tuple[ProgramWritten, ...]
-    global_programs: tuple[GlobalProgramWritten, ...]
-    counters: Counters
-    clean_shutdown: bool
 
 
 def _load(connection: sqlite3.Connection, types: Mapping[str, TypeSpec]) -> Loaded:

@@ -17,6 +17,7 @@ functional core that want the reply in one step.
 from __future__ import annotations
 
 import copy
+import pickle
 from collections.abc import Generator, Mapping
 from typing import Final, Generic, TypeVar
 
@@ -25,7 +26,15 @@ from ._glob import Glob
 from .model import Variable
 from .types import TypeSpec
 
-__all__ = ["CHUNK", "Deferred", "ExportReply", "ListReply", "ProgramReply", "finish_now"]
+__all__ = [
+    "CHUNK",
+    "Deferred",
+    "ExportReply",
+    "ListReply",
+    "Pickled",
+    "ProgramReply",
+    "finish_now",
+]
 
 R = TypeVar("R")
 
@@ -114,8 +123,19 @@ class ExportReply(Deferred[list[dict[str, object]]]):
         return exported
 
 
+class Pickled:
+    """Program data of a store with a database: kept pickled, a private copy in the
+    form the database holds. A reader gets a fresh copy by unpickling."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
 class ProgramReply(Deferred[object]):
-    """``get_program``: a deep copy of the stored data (the store never changes its own)."""
+    """``get_program``: a copy of the stored data (the store never changes its own):
+    deep-copied, or unpickled afresh."""
 
     __slots__ = ("data",)
 
@@ -123,5 +143,8 @@ class ProgramReply(Deferred[object]):
         self.data = data
 
     def run(self) -> Generator[None, None, object]:
-        return copy.deepcopy(self.data)
+        data = self.data
+        if type(data) is Pickled:
+            return pickle.loads(data.data)
+        return copy.deepcopy(data)
         yield  # a generator, like every run()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -101,6 +102,8 @@ class BlockingSessionStore(StoreCalls, BlockingFacade):
         meter_provider: MeterProvider | None = None,
         trace_calls: bool = True,
         duration_sample_ratio: float = DEFAULT_DURATION_SAMPLE_RATIO,
+        database: str | os.PathLike[str] | None = None,
+        synchronous: str = "full",
     ) -> None:
         store = SessionStore(
             default_ttl=default_ttl,
@@ -116,6 +119,8 @@ class BlockingSessionStore(StoreCalls, BlockingFacade):
             meter_provider=meter_provider,
             trace_calls=trace_calls,
             duration_sample_ratio=duration_sample_ratio,
+            database=database,
+            synchronous=synchronous,
         )
         self._setup(store, None, owns_loop=True)
 

@@ -18,10 +18,12 @@ deletion drops is freed a chunk at a time outside the turn (``garbage``).
 
 from __future__ import annotations
 
+import copy
 import heapq
 import itertools
 import logging
 import math
+import pickle
 import re
 import time
 import weakref
@@ -44,7 +46,22 @@ from ._checks import (
 from ._frozen import EMPTY_MAPPING, FrozenMap, Owned, Refused
 from ._glob import Glob, compile_glob
 from ._imports import CheckedImport, check_entries
-from ._replies import Deferred, ExportReply, ListReply, ProgramReply, finish_now
+from ._journal import (
+    Counters,
+    GlobalProgramRemoved,
+    GlobalProgramWritten,
+    Loaded,
+    ProgramRemoved,
+    ProgramWritten,
+    Record,
+    SessionRemoved,
+    SessionRow,
+    SessionTouched,
+    SessionWritten,
+    VariableRemoved,
+    VariableWritten,
+)
+from ._replies import Deferred, ExportReply, ListReply, Pickled, ProgramReply, finish_now
 from .errors import (
     AtomicUpdateError,
     ConstraintViolation,
@@ -95,7 +112,15 @@ from .messages import (
     UpdateVariables,
     WatchSession,
 )
-from .model import BatchGet, Session, StoreStats, Variable, VariableChange, next_version
+from .model import (
+    BatchGet,
+    Session,
+    StoreStats,
+    Variable,
+    VariableChange,
+    build_variable,
+    next_version,
+)
 from .types import CompiledConstraints, TypeRegistry, TypeSpec
 
 __all__ = ["StoreCounters", "StoreState", "UpdateMetadata", "WatchFilter", "WatchStart", "iso_utc"]
@@ -369,8 +394,14 @@ class StoreState:
         self._noticed_variables = 0
 
         self._next_variable_number = 0
+        self.next_position = 0  # orders variables when they are written to a database
         self.revision = 0
         self.variable_count = 0
+        # Durability: when the shell keeps a database, every change of a turn is also
+        # recorded here (see _journal.py) and touched sessions are collected for the
+        # lazy write of their access times. None: no database, nothing recorded.
+        self.journal: list[Record] | None = None
+        self._touched: dict[str, _SessionRecord] | None = None
 
         self.sessions_created = 0
         self.sessions_deleted = 0
@@ -388,11 +419,11 @@ class StoreState:
         # since the actor last collected them.
         self.watched: dict[str, int] = {}
         self.changes: list[VariableChange] = []
-        # How many changes the shell has taken from ``changes`` and published so far.
-        # With ``len(changes)`` it numbers every change, which lets a new watch drop
-        # exactly the changes its snapshot already holds (revisions cannot: a
-        # ``session_closed`` takes none).
-        self.changes_published = 0
+        # How many changes the shell has taken from ``changes`` so far (to publish them,
+        # at once or once their turn is durable). With ``len(changes)`` it numbers every
+        # change, which lets a new watch drop exactly the changes its snapshot already
+        # holds (revisions cannot: a ``session_closed`` takes none).
+        self.changes_taken = 0
         self._watch_tokens: dict[object, str] = {}  # watcher token -> session id
 
         self.handlers: dict[type[AnyCommand], Callable[[Any], object]] = {
@@ -475,6 +506,8 @@ class StoreState:
     def _touch(self, record: _SessionRecord) -> None:
         record.expires_at = self._now + record.ttl
         record.last_accessed = self._wall_now
+        if self._touched is not None:
+            self._touched[record.id] = record
 
     def _schedule(self, record: _SessionRecord) -> None:
         """Keep the invariant: the record's heap entry is due no later than it is."""
@@ -519,10 +552,14 @@ class StoreState:
         self._schedule(record)
         self.sessions_created += 1
         self.counters.count_session("created")
+        if self.journal is not None:
+            self._write_session(record)
         return record
 
     def _remove_session(self, record: _SessionRecord, event: str) -> None:
         del self._sessions[record.id]
+        if self.journal is not None:
+            self.journal.append(SessionRemoved(record.id))
         if record.heap_deadline != math.inf:
             self._stale_entries += 1
         if record.noticed:
@@ -590,6 +627,8 @@ class StoreState:
             _, _, program_id, program = heapq.heappop(programs)
             if self._global_programs.get(program_id) is program:
                 del self._global_programs[program_id]
+                if self.journal is not None:
+                    self.journal.append(GlobalProgramRemoved(program_id))
         self._compact_program_deadlines()
 
     def _compact_program_deadlines(self) -> None:
@@ -663,6 +702,8 @@ class StoreState:
             record.metadata = FrozenMap({**record.metadata, **metadata})
         self._touch(record)
         self._schedule(record)
+        if self.journal is not None:
+            self._write_session(record)
         return self._snapshot(record)
 
     def _delete_session(self, command: DeleteSession) -> None:
@@ -691,6 +732,8 @@ class StoreState:
             record = self._new_session(session_id, self._default_ttl, EMPTY_MAPPING)
         record.last_worker_id = worker_id
         self._touch(record)
+        if self.journal is not None:
+            self._write_session(record)
 
     def _get_stats(self, command: GetStats) -> StoreStats:
         self._notice_expired()
@@ -709,27 +752,37 @@ class StoreState:
 
     # -- programs ----------------------------------------------------------------
 
-    @staticmethod
-    def _own_program(data: object) -> object:
-        """Program data as the store keeps it: copied in already, or copied here."""
-        if type(data) is Owned:
-            return data.value
+    def _own_program(self, data: object) -> object:
+        """Program data as the store keeps it: copied in already, or copied here; with a
+        database, pickled (a private copy and the form the database keeps)."""
         if type(data) is Refused:
             raise data.error
-        import copy
-
+        if type(data) is Owned:
+            data = data.value
+        else:
+            try:
+                data = copy.deepcopy(data)
+            except Exception as error:
+                raise InvalidArgument(
+                    f"program data {describe(data)} cannot be copied: {error}"
+                ) from None
+        if self.journal is None:
+            return data
         try:
-            return copy.deepcopy(data)
+            return Pickled(pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
         except Exception as error:
             raise InvalidArgument(
-                f"program data {describe(data)} cannot be copied: {error}"
+                f"program data {describe(data)} cannot be kept in a database "
+                f"(it must pickle): {error}"
             ) from None
 
     def _store_program(self, command: StoreProgram) -> None:
         record = self._live(command.session_id)
         program_id = check_id(command.program_id, "program id")
-        record.programs[program_id] = self._own_program(command.data)
+        data = record.programs[program_id] = self._own_program(command.data)
         self._touch(record)
+        if self.journal is not None:
+            self.journal.append(ProgramWritten(record.id, program_id, _pickled(data)))
 
     def _get_program(self, command: GetProgram) -> ProgramReply:
         record = self._live(command.session_id)
@@ -742,7 +795,8 @@ class StoreState:
     def _delete_program(self, command: DeleteProgram) -> None:
         record = self._live(command.session_id)
         program_id = check_id(command.program_id, "program id")
-        record.programs.pop(program_id, None)
+        if record.programs.pop(program_id, None) is not None and self.journal is not None:
+            self.journal.append(ProgramRemoved(record.id, program_id))
         self._touch(record)
 
     def _store_global_program(self, command: StoreGlobalProgram) -> None:
@@ -758,6 +812,12 @@ class StoreState:
             self._program_deadlines, (program.expires_at, next(self._heap_seq), program_id, program)
         )
         self._compact_program_deadlines()
+        if self.journal is not None:
+            self.journal.append(
+                GlobalProgramWritten(
+                    program_id, _pickled(program.data), self._wall_deadline(program.expires_at)
+                )
+            )
 
     def _get_global_program(self, command: GetGlobalProgram) -> ProgramReply:
         program_id = check_id(command.program_id, "program id")
@@ -772,6 +832,8 @@ class StoreState:
         if program is not None:
             program.data = None
             self._compact_program_deadlines()
+            if self.journal is not None:
+                self.journal.append(GlobalProgramRemoved(program_id))
 
     # -- variables: lookup and commit -------------------------------------------
 
@@ -793,16 +855,22 @@ class StoreState:
             if deadline <= now:
                 del record.leases[variable_id]
                 variable = record.variables[variable_id]
-                record.variables[variable_id] = attrs.evolve(
+                released = record.variables[variable_id] = attrs.evolve(
                     variable, optimizer_id=None, optimization_started_at=None
                 )
                 record.snapshot = None
+                if self.journal is not None:
+                    self._write_variable(record, released)
 
     def _commit(
         self, record: _SessionRecord, kind: str, old: Variable | None, new: Variable
     ) -> None:
         record.variables[new.id] = new
         record.snapshot = None
+        if self.journal is not None:
+            if old is None:  # registered or imported: a new place in the session's order
+                self.next_position += 1
+            self._write_variable(record, new, self.next_position if old is None else 0)
         if record.id in self.watched:
             self.changes.append(
                 VariableChange(
@@ -949,6 +1017,8 @@ class StoreState:
                 variable = variables[variable_id]
         record.expires_at = self._now + record.ttl
         record.last_accessed = self._wall_now
+        if self._touched is not None:
+            self._touched[record.id] = record
         self.counters.variable_operations[self._get_keys[variable.type]] += 1
         return variable
 
@@ -1002,6 +1072,9 @@ class StoreState:
         new = self._updated(variable, value, caller_metadata, wall)
         variables[new.id] = new
         record.snapshot = None
+        if self.journal is not None:
+            self._write_variable(record, new)
+            self._touched[record.id] = record  # type: ignore[index]
         if self.watched and record.id in self.watched:
             self.changes.append(
                 VariableChange(
@@ -1044,6 +1117,8 @@ class StoreState:
         del record.names[variable.name]
         record.leases.pop(variable.id, None)
         record.snapshot = None
+        if self.journal is not None:
+            self.journal.append(VariableRemoved(record.id, variable.id))
         self.variable_count -= 1
         self.revision += 1
         if record.id in self.watched:
@@ -1252,6 +1327,8 @@ class StoreState:
         if lease is not None:
             record.leases[variable.id] = self._now + lease
         self._touch(record)
+        if self.journal is not None:
+            self._write_variable(record, locked)
         return locked
 
     def _end_optimization(self, command: EndOptimization) -> Variable:
@@ -1269,7 +1346,216 @@ class StoreState:
         record.snapshot = None
         record.leases.pop(variable.id, None)
         self._touch(record)
+        if self.journal is not None:
+            self._write_variable(record, unlocked)
         return unlocked
+
+    # -- durability: the journal of changes, and the state rebuilt from a database ------
+
+    def enable_journal(self) -> None:
+        """Record every change from now on (the shell persists them turn by turn)."""
+        if self.journal is None:
+            self.journal = []
+            self._touched = {}
+
+    def take_changes(self) -> tuple[int, list[VariableChange]]:
+        """The watch changes recorded since the last call, and the number of the first."""
+        changes = self.changes
+        first = self.changes_taken + 1
+        if changes:
+            self.changes = []
+            self.changes_taken += len(changes)
+        return first, changes
+
+    def take_journal(self) -> list[Record]:
+        """The changes recorded since the last call (and forget them)."""
+        journal = self.journal
+        if not journal:
+            return []
+        self.journal = []
+        return journal
+
+    def counters_snapshot(self) -> Counters:
+        """The store-wide counters as they stand now, for the database."""
+        return Counters(
+            revision=self.revision,
+            next_variable_number=self._next_variable_number,
+            next_position=self.next_position,
+            sessions_created=self.sessions_created,
+            sessions_deleted=self.sessions_deleted,
+            sessions_expired=self.sessions_expired,
+            cleanup_runs=self.cleanup_runs,
+            commands_processed=self.commands_processed,
+        )
+
+    def record_touches(self) -> int:
+        """Record the access times of the sessions used since the last call (written
+        lazily: reads never cost a write of their own). Returns how many."""
+        touched, journal = self._touched, self.journal
+        if not touched or journal is None:
+            return 0
+        self._touched = {}
+        count = 0
+        for session_id, record in touched.items():
+            if self._sessions.get(session_id) is record:
+                journal.append(
+                    SessionTouched(
+                        session_id,
+                        record.last_accessed,
+                        self._wall_deadline(record.expires_at),
+                        record.total_variable_updates,
+                    )
+                )
+                count += 1
+        return count
+
+    def restore(self, loaded: Loaded, *, grace: float = 0.0) -> None:
+        """Become the state a database holds; the store has not served anything yet.
+
+        Deadlines come as wall-clock times: what expired while the store was down
+        is gone now (and recorded as such, so the database forgets it too); what
+        did not keeps its remaining seconds on this store's monotonic clock.
+        ``grace`` seconds are added to session deadlines when the last run did not
+        stop cleanly, because its latest touches were not written yet: a session
+        may then live a little longer than its ttl, never shorter.
+        """
+        self._now = self._clock()
+        self._wall_now = self._wall_clock()
+        counters = loaded.counters
+        self.revision = counters.revision
+        self._next_variable_number = counters.next_variable_number
+        self.next_position = counters.next_position
+        self.sessions_created = counters.sessions_created
+        self.sessions_deleted = counters.sessions_deleted
+        self.sessions_expired = counters.sessions_expired
+        self.cleanup_runs = counters.cleanup_runs
+        self.commands_processed = counters.commands_processed
+        journal = self.journal if self.journal is not None else []
+        for row in loaded.sessions:
+            remaining = row.expires_at - self._wall_now + grace
+            if remaining <= 0:  # expired while the store was down
+                journal.append(SessionRemoved(row.id))
+                self.sessions_expired += 1
+                self.counters.count_session("expired")
+                continue
+            record = _SessionRecord(
+                id=row.id,
+                created_at=row.created_at,
+                last_accessed=row.last_accessed,
+                ttl=row.ttl,
+                expires_at=self._now + remaining,
+                heap_deadline=math.inf,
+                metadata=check_metadata(row.metadata),
+                last_worker_id=row.last_worker_id,
+                total_variable_updates=row.total_variable_updates,
+            )
+            self._sessions[row.id] = record
+            self._schedule(record)
+        shared: dict[str, FrozenMap] = {}  # equal metadata restored as one object
+        for session_id, written in loaded.variables.items():
+            owner = self._sessions.get(session_id)
+            if owner is not None:
+                for entry in written:
+                    self._restore_variable(owner, entry, shared, journal)
+        for program in loaded.programs:
+            owner = self._sessions.get(program.session_id)
+            if owner is not None:
+                owner.programs[program.program_id] = Pickled(program.data)
+        for global_program in loaded.global_programs:
+            remaining = global_program.expires_at - self._wall_now
+            if remaining <= 0:
+                journal.append(GlobalProgramRemoved(global_program.program_id))
+                continue
+            kept = _GlobalProgram(Pickled(global_program.data), self._now + remaining)
+            self._global_programs[global_program.program_id] = kept
+            heapq.heappush(
+                self._program_deadlines,
+                (kept.expires_at, next(self._heap_seq), global_program.program_id, kept),
+            )
+
+    def _restore_variable(
+        self,
+        record: _SessionRecord,
+        entry: VariableWritten,
+        shared: dict[str, FrozenMap],
+        journal: list[Record],
+    ) -> None:
+        variable = entry.variable
+        spec = self.types.resolve(variable.type)
+        constraints = self._constraints.get((spec.name, repr(variable.constraints)))
+        if constraints is None:
+            constraints = self._intern(self.types.constraints(spec, variable.constraints))
+        metadata = variable.metadata
+        if len(metadata) < 16:
+            key = repr(metadata)
+            metadata = shared.setdefault(key, check_metadata(metadata))
+        optimizer_id = variable.optimizer_id
+        started_at = variable.optimization_started_at
+        lease = entry.lease_expires_at
+        released = False
+        if optimizer_id is not None and lease is not None:
+            remaining = lease - self._wall_now
+            if remaining > 0:
+                record.leases[variable.id] = self._now + remaining
+            else:  # the lease ran out while the store was down
+                optimizer_id = started_at = None
+                released = True
+        restored = build_variable(
+            variable.id,
+            variable.name,
+            spec.name,
+            variable.value,
+            constraints,
+            metadata,
+            variable.version,
+            variable.created_at,
+            variable.updated_at,
+            variable.revision,
+            optimizer_id,
+            started_at,
+        )
+        record.variables[restored.id] = restored
+        record.names[restored.name] = restored.id
+        self.variable_count += 1
+        if released:
+            journal.append(VariableWritten(record.id, restored, 0, None))
+
+    def _wall_deadline(self, deadline: float) -> float:
+        """A monotonic deadline as wall-clock time (what a database keeps)."""
+        if deadline == math.inf:
+            return math.inf
+        return self._wall_now + (deadline - self._now)
+
+    def _write_session(self, record: _SessionRecord) -> None:
+        assert self.journal is not None
+        self.journal.append(
+            SessionWritten(
+                SessionRow(
+                    record.id,
+                    record.created_at,
+                    record.last_accessed,
+                    record.ttl,
+                    self._wall_deadline(record.expires_at),
+                    record.metadata,
+                    record.last_worker_id,
+                    record.total_variable_updates,
+                )
+            )
+        )
+
+    def _write_variable(
+        self, record: _SessionRecord, variable: Variable, position: int = 0
+    ) -> None:
+        assert self.journal is not None
+        lease = record.leases.get(variable.id) if record.leases else None
+        self.journal.append(
+            VariableWritten(
+                record.id,
+                variable,
+                position,
+                None if lease is None else self._wall_deadline(lease),
+            )
+        )
 
     # -- introspection for the shell ------------------------------------------------------
 
@@ -1294,7 +1580,7 @@ class StoreState:
         matches = watch_filter.matches
         return WatchStart(
             revision=self.revision,
-            sequence=self.changes_published + len(self.changes),
+            sequence=self.changes_taken + len(self.changes),
             variables=tuple(v for v in record.variables.values() if matches(v.id, v.name)),
             filter=watch_filter,
         )
@@ -1330,3 +1616,10 @@ class StoreState:
 
 def _operation(command: object) -> str:
     return getattr(command, "operation", type(command).__name__)
+
+
+def _pickled(data: object) -> bytes:
+    """The bytes a database keeps for program data (pickled by ``_own_program``)."""
+    if type(data) is Pickled:
+        return data.data
+    return pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)

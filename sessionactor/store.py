@@ -8,9 +8,11 @@ Nothing here touches state: that belongs to the actor.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -24,8 +26,9 @@ from . import messages as m
 from ._actor import NO_DEADLINE, Actor, finish
 from ._api import AsyncFacade, StoreCalls
 from ._frozen import Limits
+from ._journal import Turn
 from ._watch import Watcher, Watching, group_by_session
-from .errors import CallTimeout, InvalidArgument, StoreClosed, describe
+from .errors import CallTimeout, InvalidArgument, PersistenceError, StoreClosed, describe
 from .mirror import Mirroring
 from .model import BatchGet, Variable, VariableChange
 from .state import StoreState
@@ -35,6 +38,8 @@ from .types import TypeRegistry, TypeSpec
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
+
+    from ._persistence import Database
 
 __all__ = ["SessionStore"]
 
@@ -47,6 +52,8 @@ _NOT_STARTED: Final = (
 _STOPPED: Final = "the session store has stopped"
 
 
+_SYNCHRONOUS: Final = ("full", "normal", "off")
+_TOUCH_INTERVAL: Final = 60.0  # seconds, when there is no periodic sweep
 _Future: Final = asyncio.Future
 _monotonic: Final = time.monotonic
 _thread_id: Final = threading.get_ident
@@ -119,6 +126,13 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
         trace_calls: make a span for every call when a tracer records.
         duration_sample_ratio: the share of calls whose duration is recorded
             in the ``sessionactor.call.duration`` histogram.
+        database: a file for an SQLite database that keeps every change, so a
+            restart, a crash or ``kill -9`` loses nothing that was acknowledged.
+            The store starts from what the file holds (a missing or empty file
+            starts a new database). ``None``: in memory only.
+        synchronous: with a database, ``"full"`` (an acknowledged change survives
+            power loss), ``"normal"`` (it survives a crash of the process) or
+            ``"off"`` (the operating system decides when it reaches the disk).
     """
 
     def __init__(
@@ -137,6 +151,8 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
         meter_provider: MeterProvider | None = None,
         trace_calls: bool = True,
         duration_sample_ratio: float = DEFAULT_DURATION_SAMPLE_RATIO,
+        database: str | os.PathLike[str] | None = None,
+        synchronous: str = "full",
     ) -> None:
         self._call_timeout: float | None = _positive_or_none(call_timeout, "call_timeout")
         self._mailbox_size: int | None = _positive_or_none(
@@ -173,6 +189,20 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
         if self._telemetry.instruments_calls:
             self._call = self._telemetry.instrument(self._call)  # type: ignore[method-assign,assignment]
         self._timeout_seconds = math.inf if self._call_timeout is None else self._call_timeout
+        if database is not None and not isinstance(database, str | os.PathLike):
+            raise InvalidArgument(
+                f"database must be a path (str or os.PathLike) or None, got {describe(database)}"
+            )
+        if synchronous not in _SYNCHRONOUS:
+            raise InvalidArgument(
+                f"synchronous must be 'full', 'normal' or 'off', got {describe(synchronous)}"
+            )
+        self._database_path = None if database is None else os.fspath(database)
+        self._synchronous = synchronous
+        self._database: Database | None = None
+        # Touches reach the database lazily, with the sweep or on their own timer.
+        self._touch_interval = self._cleanup_interval or _TOUCH_INTERVAL
+        self._started = False
         self._actor: Actor | None = None
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -187,30 +217,66 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
 
     # -- lifecycle ---------------------------------------------------------------
 
-    def _start(self) -> Actor:
-        if self._actor is not None:
+    async def _start(self) -> Actor:
+        if self._started:
             raise StoreClosed("this SessionStore has already run; create a new one")
-        self._loop = asyncio.get_running_loop()
-        self._actor = Actor(
+        self._started = True
+        loop = self._loop = asyncio.get_running_loop()
+        database = None
+        if self._database_path is not None:
+            # Opening checks the whole file and loading reads it: off the event loop.
+            # The state is not shared with anyone yet, so it is rebuilt there too.
+            database = await asyncio.to_thread(self._open_database)
+        actor = self._actor = Actor(
             self._state,
             mailbox_size=self._mailbox_size,
             cleanup_interval=self._cleanup_interval,
             call_timeout=self._call_timeout,
             on_changes=self._publish_changes,
+            database=database,
+            touch_interval=self._touch_interval,
         )
-        self._put = self._actor.mailbox.put_nowait
+        if database is not None:
+            self._database = database
+
+            def on_commit(seq: int, error: BaseException | None) -> None:
+                loop.call_soon_threadsafe(actor.committed, seq, error)  # from the writer thread
+
+            database.start(on_commit)
+        self._put = actor.mailbox.put_nowait
         self._loop_thread = _thread_id()
         self._open = True
-        return self._actor
+        return actor
+
+    def _open_database(self) -> Database:
+        """Open the database, and make the state what it holds (in a worker thread)."""
+        from ._persistence import Database
+
+        assert self._database_path is not None
+        database = Database(self._database_path, synchronous=self._synchronous, types=self._types)
+        try:
+            loaded = database.load()
+            self._state.enable_journal()
+            grace = 0.0 if loaded.clean_shutdown else self._touch_interval
+            self._state.restore(loaded, grace=grace)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                database.close(clean=False)
+            raise
+        return database
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Serve calls until cancelled. For ``await task_group.start(store.run)``."""
-        actor = self._start()
+        """Serve calls until cancelled. For ``await task_group.start(store.run)``.
+
+        With a database, the store has loaded it before ``started``; a failed commit
+        ends ``run`` with :class:`PersistenceError`.
+        """
+        actor = await self._start()
         task_status.started()
         await self._serve(actor)
 
     async def __aenter__(self) -> Self:
-        actor = self._start()
+        actor = await self._start()
         # A plain task, not a task group: set-up and tear-down may run in different
         # tasks (pytest-asyncio fixtures), which a cancel scope would not allow.
         self._task = asyncio.get_running_loop().create_task(self._serve(actor), name="sessionactor")
@@ -231,12 +297,36 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
             await actor.serve()
         finally:
             self._close_calls()
+            if self._database is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._close_database(actor)
             self._end_watches()
+
+    async def _close_database(self, actor: Actor) -> None:
+        """After the last turn: write the touches, wait until every turn is durable (the
+        turns still parked are answered then), and close the database."""
+        database = self._database
+        assert database is not None
+        state = self._state
+        if actor.failure is None:
+            state.record_touches()
+            records = state.take_journal()
+            if records:
+                with contextlib.suppress(PersistenceError):  # the flush below reports it
+                    database.submit(Turn(tuple(records), state.counters_snapshot()))
+            with contextlib.suppress(PersistenceError):  # actor.committed gets it too
+                await asyncio.to_thread(database.flush)
+            await asyncio.sleep(0)  # the writer's last reports reach the actor
+        failed = actor.failure is not None
+        with contextlib.suppress(PersistenceError):
+            await asyncio.to_thread(database.close, clean=not failed)
 
     def _close_calls(self) -> None:
         self._open = False
         self._loop_thread = None
         self._closed_reason = _STOPPED
+        if self._actor is not None and self._actor.failure is not None:
+            self._closed_reason = f"the session store stopped: {self._actor.failure}"
 
     async def __aexit__(
         self,
@@ -299,6 +389,9 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
 
     def _refuse(self, command: m.AnyCommand) -> NoReturn:
         if not self._open:
+            failure = None if self._actor is None else self._actor.failure
+            if failure is not None:
+                raise PersistenceError(str(failure), failure.path)
             raise StoreClosed(self._closed_reason)
         raise RuntimeError(
             f"{command.operation}() was called outside the event loop the store runs in; "
@@ -334,15 +427,13 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
 
     # -- watch plumbing (the watcher itself is in _watch.py) --------------------------
 
-    def _publish_changes(self, changes: list[VariableChange]) -> None:
-        """Offer each committed change to its session's watchers, numbered in order.
+    def _publish_changes(self, first: int, changes: list[VariableChange]) -> None:
+        """Offer each committed change to its session's watchers, numbered in order from
+        ``first``.
 
-        The actor calls this after a batch's replies are sent; offering only
-        appends to bounded buffers, so it never blocks the actor.
+        The actor calls this once a turn's changes are committed (and durable, with a
+        database); offering only appends to bounded buffers, so it never blocks.
         """
-        state = self._state
-        first = state.changes_published + 1
-        state.changes_published += len(changes)
         watchers = self._watchers
         if not watchers:
             return
