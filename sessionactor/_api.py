@@ -45,7 +45,7 @@ from ._frozen import (
     copy_updates,
     copy_value,
 )
-from ._imports import prepare_import
+from ._imports import prepare_import, prepare_store_import
 from .errors import InvalidConstraint
 from .types import TypeRegistry, VariableType
 
@@ -470,6 +470,35 @@ class StoreCalls:
         session is unchanged. Ids, versions and timestamps are kept.
         """
         return m.ImportVariables(session_id, prepare_import(exported, self._types, self._limits))
+
+    # -- the whole store ---------------------------------------------------------------
+
+    @call
+    def export_store(self) -> m.ExportStore:
+        """Every live session (ttl, metadata, timestamps, worker, programs, variables)
+        and the global programs, as JSON-ready data.
+
+        ``json.dumps(data, allow_nan=False)`` accepts it, and ``import_store`` loads it
+        into another store. Program data must be JSON-like to be exported
+        (``InvalidArgument`` names a program that is not).
+
+        >>> data = await store.export_store()
+        >>> json.dump(data, open("store.json", "w"), allow_nan=False)
+        """
+        return m.ExportStore()
+
+    @call
+    def import_store(self, data: Mapping[str, Any]) -> m.ImportStore:
+        """Load what ``export_store`` gave (also after a JSON round trip): sessions with
+        their programs and variables (ids, versions and timestamps kept; revisions
+        new), and the global programs. Returns how many sessions were imported.
+
+        All or nothing: every part is checked before anything is applied, and a
+        session that already exists here is a fault; any fault raises
+        ``InvalidImport`` (its ``errors`` are keyed by the session's index, -1 for
+        the global programs) and nothing changes.
+        """
+        return m.ImportStore(prepare_store_import(data, self._types, self._limits))
 
     # -- optimization locks ---------------------------------------------------------------
 

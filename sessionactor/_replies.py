@@ -21,8 +21,9 @@ import pickle
 from collections.abc import Generator, Mapping
 from typing import Final, Generic, TypeVar
 
-from ._frozen import thaw
+from ._frozen import encode_float, freeze, thaw
 from ._glob import Glob
+from .errors import InvalidArgument
 from .model import Variable
 from .types import TypeSpec
 
@@ -30,6 +31,7 @@ __all__ = [
     "CHUNK",
     "Deferred",
     "ExportReply",
+    "StoreExportReply",
     "ListReply",
     "Pickled",
     "ProgramReply",
@@ -148,3 +150,67 @@ class ProgramReply(Deferred[object]):
             return pickle.loads(data.data)
         return copy.deepcopy(data)
         yield  # a generator, like every run()
+
+
+class StoreExportReply(Deferred[dict[str, object]]):
+    """``export_store``: every live session with its programs and variables, and the
+    global programs, as JSON-ready data (programs must be JSON-like to be exported)."""
+
+    __slots__ = ("global_programs", "sessions", "specs")
+
+    def __init__(
+        self,
+        sessions: tuple[tuple[object, ...], ...],
+        global_programs: tuple[tuple[str, object], ...],
+        specs: Mapping[str, TypeSpec],
+    ) -> None:
+        self.sessions = sessions
+        self.global_programs = global_programs
+        self.specs = specs
+
+    def run(self) -> Generator[None, None, dict[str, object]]:
+        from ._imports import STORE_FORMAT, STORE_FORMAT_VERSION
+
+        sessions: list[dict[str, object]] = []
+        for session in self.sessions:
+            session_id, ttl, metadata, created_at, last_accessed, worker, programs, variables = (
+                session
+            )
+            exported = yield from ExportReply(variables, self.specs).run()  # type: ignore[arg-type]
+            sessions.append(
+                {
+                    "id": session_id,
+                    "ttl": encode_float(ttl),  # type: ignore[arg-type]
+                    "metadata": thaw(metadata),
+                    "created_at": created_at,
+                    "last_accessed": last_accessed,
+                    "last_worker_id": worker,
+                    "programs": {
+                        program_id: _json_program(
+                            f"program {program_id!r} of session {session_id!r}", data
+                        )
+                        for program_id, data in programs  # type: ignore[attr-defined]
+                    },
+                    "variables": exported,
+                }
+            )
+            yield
+        return {
+            "format": STORE_FORMAT,
+            "version": STORE_FORMAT_VERSION,
+            "sessions": sessions,
+            "global_programs": {
+                program_id: _json_program(f"global program {program_id!r}", data)
+                for program_id, data in self.global_programs
+            },
+        }
+
+
+def _json_program(what: str, data: object) -> object:
+    """Program data as JSON-ready data; ``InvalidArgument`` if it is not JSON-like."""
+    if type(data) is Pickled:
+        data = pickle.loads(data.data)  # the store pickled it itself
+    try:
+        return thaw(freeze(data))
+    except (TypeError, ValueError) as error:
+        raise InvalidArgument(f"{what} cannot be exported, it is not JSON-like: {error}") from None

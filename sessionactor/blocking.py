@@ -298,6 +298,14 @@ class BlockingSessionStore(StoreCalls, BlockingFacade):
             return
         awaitable.add_done_callback(partial(_settle, reply))
 
+    def backup(self, path: str | os.PathLike[str]) -> None:
+        """Write a consistent copy of the store's database to ``path``, while it serves
+        (see :meth:`SessionStore.backup`); waits as long as the copy takes.
+
+        >>> store.backup("/backups/store.sqlite")  # doctest: +SKIP
+        """
+        self._run_in_loop(None, self._store.backup, path)
+
     # -- watch -------------------------------------------------------------------------------
 
     def watch_variables(

@@ -37,6 +37,7 @@ __all__ = [
     "DeleteSession",
     "DeleteVariable",
     "EndOptimization",
+    "ExportStore",
     "ExportVariables",
     "GetGlobalProgram",
     "GetProgram",
@@ -46,6 +47,7 @@ __all__ = [
     "GetVariableValue",
     "GetVariables",
     "HasVariable",
+    "ImportStore",
     "ImportVariables",
     "ListSessions",
     "ListVariables",
@@ -283,6 +285,18 @@ class ImportVariables(Command[int]):
     operation: ClassVar[str] = "import_variables"
     session_id: object
     exported: object
+
+
+@attrs.define(weakref_slot=False)
+class ExportStore(Command[dict[str, Any]]):
+    operation: ClassVar[str] = "export_store"
+    finishes: ClassVar[bool] = True
+
+
+@attrs.define(weakref_slot=False)
+class ImportStore(Command[int]):
+    operation: ClassVar[str] = "import_store"
+    data: object
 
 
 @attrs.define(weakref_slot=False)

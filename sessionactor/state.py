@@ -45,7 +45,7 @@ from ._checks import (
 )
 from ._frozen import EMPTY_MAPPING, FrozenMap, Owned, Refused
 from ._glob import Glob, compile_glob
-from ._imports import CheckedImport, check_entries
+from ._imports import CheckedImport, CheckedStore, check_entries, check_store
 from ._journal import (
     Counters,
     GlobalProgramRemoved,
@@ -61,7 +61,15 @@ from ._journal import (
     VariableRemoved,
     VariableWritten,
 )
-from ._replies import Deferred, ExportReply, ListReply, Pickled, ProgramReply, finish_now
+from ._replies import (
+    Deferred,
+    ExportReply,
+    ListReply,
+    Pickled,
+    ProgramReply,
+    StoreExportReply,
+    finish_now,
+)
 from .errors import (
     AtomicUpdateError,
     ConstraintViolation,
@@ -88,6 +96,7 @@ from .messages import (
     DeleteSession,
     DeleteVariable,
     EndOptimization,
+    ExportStore,
     ExportVariables,
     GetGlobalProgram,
     GetProgram,
@@ -97,6 +106,7 @@ from .messages import (
     GetVariables,
     GetVariableValue,
     HasVariable,
+    ImportStore,
     ImportVariables,
     ListSessions,
     ListVariables,
@@ -453,6 +463,8 @@ class StoreState:
             UpdateVariables: self._update_variables,
             ExportVariables: self._export_variables,
             ImportVariables: self._import_variables,
+            ExportStore: self._export_store,
+            ImportStore: self._import_store,
             StartOptimization: self._start_optimization,
             EndOptimization: self._end_optimization,
             WatchSession: self._watch_session,
@@ -1289,7 +1301,13 @@ class StoreState:
                 errors[index] = str(VariableExists(record.id, variable.name))
         if errors:
             raise InvalidImport(errors)
+        count = self._apply_import(record, checked)
+        self._touch(record)
+        _log.info("imported %d variables into session %s", count, record.id)
+        return count
 
+    def _apply_import(self, record: _SessionRecord, checked: CheckedImport) -> int:
+        """Add checked variables to a session: new revisions, everything else as given."""
         for _, variable in checked.variables:
             self.revision += 1
             variable = attrs.evolve(
@@ -1303,11 +1321,71 @@ class StoreState:
             if counter is not None:  # keep later ids from colliding with imported ones
                 self._next_variable_number = max(self._next_variable_number, int(counter.group(1)))
             self.counters.count_operation("import", variable.type)
-        count = len(checked.variables)
-        self.variable_count += count
-        self._touch(record)
-        _log.info("imported %d variables into session %s", count, record.id)
-        return count
+        self.variable_count += len(checked.variables)
+        return len(checked.variables)
+
+    # -- the whole store ------------------------------------------------------------
+
+    def _export_store(self, command: ExportStore) -> StoreExportReply:
+        now = self._now
+        sessions = tuple(
+            (
+                record.id,
+                record.ttl,
+                record.metadata,
+                record.created_at,
+                record.last_accessed,
+                record.last_worker_id,
+                tuple(record.programs.items()),
+                self._variables_snapshot(record),
+            )
+            for record in self._sessions.values()
+            if record.expires_at > now
+        )
+        global_programs = tuple(
+            (program_id, program.data)
+            for program_id, program in self._global_programs.items()
+            if program.expires_at > now
+        )
+        return StoreExportReply(sessions, global_programs, self._specs)
+
+    def _import_store(self, command: ImportStore) -> int:
+        data = command.data
+        if type(data) is Refused:
+            raise data.error
+        if type(data) is not CheckedStore:
+            data = check_store(data, self.types, self._wall_now)
+        checked: CheckedStore = data
+        errors = dict(checked.errors)
+        now = self._now
+        for session in checked.sessions:
+            existing = self._sessions.get(session.id)
+            if existing is not None and existing.expires_at > now:
+                errors[session.index] = f"session {describe(session.id)} already exists"
+        if errors:
+            raise InvalidImport(errors)
+        if self._max_sessions is not None:
+            live = sum(1 for r in self._sessions.values() if r.expires_at > now)
+            if live + len(checked.sessions) > self._max_sessions:
+                raise SessionLimitExceeded(self._max_sessions)
+        for session in checked.sessions:
+            record = self._new_session(session.id, session.ttl, session.metadata)
+            record.created_at = session.created_at
+            record.last_accessed = session.last_accessed
+            record.last_worker_id = session.last_worker_id
+            for program_id, program in session.programs:
+                record.programs[program_id] = self._own_program(Owned(program))
+                if self.journal is not None:
+                    self.journal.append(
+                        ProgramWritten(record.id, program_id, _pickled(record.programs[program_id]))
+                    )
+            if self.journal is not None:
+                self._write_session(record)
+            self._apply_import(record, session.variables)
+        for program_id, program in checked.global_programs:
+            self._store_global_program(StoreGlobalProgram(program_id, Owned(program)))
+        _log.info("imported %d sessions into the store", len(checked.sessions))
+        return len(checked.sessions)
 
     # -- optimization locks ----------------------------------------------------------
 

@@ -203,6 +203,7 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
         # Touches reach the database lazily, with the sweep or on their own timer.
         self._touch_interval = self._cleanup_interval or _TOUCH_INTERVAL
         self._started = False
+        self._failure_reported = False
         self._actor: Actor | None = None
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -337,21 +338,29 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop the actor: calls it has taken are answered, queued ones get StoreClosed."""
+        """Stop the actor: calls it has taken are answered, queued ones get StoreClosed.
+
+        Raises :class:`PersistenceError` if the store failed stop (a commit to its
+        database failed): what was not durable was not acknowledged.
+        """
         task = self._task
-        if task is None or task.done():
-            self._close_unstarted()
-            return
-        task.cancel()
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+            except PersistenceError:
+                pass  # reported below, once
         # Cancelled before its first step, the task never ran ``serve`` (nor its
         # ``finally``): close the mailbox here, or later calls would wait forever.
         self._close_unstarted()
+        failure = None if self._actor is None else self._actor.failure
+        if failure is not None and not self._failure_reported:
+            self._failure_reported = True
+            raise PersistenceError(str(failure), failure.path) from failure
 
     def _close_unstarted(self) -> None:
         actor = self._actor
@@ -364,6 +373,30 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
     def running(self) -> bool:
         """Whether the store takes calls now."""
         return self._open
+
+    @property
+    def database(self) -> str | None:
+        """The path of the store's database, or None for a store in memory only."""
+        return self._database_path
+
+    async def backup(self, path: str | os.PathLike[str]) -> None:
+        """Write a consistent copy of the store's database to ``path``, while it serves.
+
+        The copy holds every write acknowledged before the call (a call is only
+        answered once its change is durable) and is itself a database a store can
+        start from. ``path`` is written beside and renamed into place, so it is
+        either untouched or complete. A store without a database has nothing to
+        copy: ``InvalidArgument`` (``export_store()`` gives its data).
+
+        >>> await store.backup("/backups/store-2026-12-01.sqlite")  # doctest: +SKIP
+        """
+        if self._database_path is None:
+            raise InvalidArgument(
+                "this store keeps no database to back up; export_store() gives its data"
+            )
+        if not self._open or self._database is None:
+            raise StoreClosed(self._closed_reason)
+        await asyncio.to_thread(self._database.backup, path)
 
     @property
     def limits(self) -> Limits:
