@@ -5,6 +5,7 @@ what was acknowledged."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -105,10 +106,8 @@ def run_until_killed(
     kill_at: float | None = None
     pending = b""
     while True:
-        try:
+        with contextlib.suppress(BlockingIOError):  # nothing written since the last look
             pending += os.read(descriptor, 1 << 16)
-        except BlockingIOError:
-            pass
         *lines, pending = pending.split(b"\n")
         for line in lines:
             record = json.loads(line)
