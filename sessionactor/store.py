@@ -116,7 +116,8 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
         max_sessions: how many live sessions may exist (``SessionLimitExceeded``).
         global_program_ttl: seconds a global program lives after it is stored.
         clock: a monotonic clock in seconds (tests pass
-            ``sessionactor.testing.FakeClock`` to drive expiry).
+            ``sessionactor.testing.FakeClock`` to drive expiry). If it also has
+            a ``wall()`` method, as FakeClock does, timestamps come from there.
         types: variable types to add to the eight built-in ones.
         limits: how much data one call may pass (items, string length,
             nesting): a :class:`Limits`; larger arguments are refused before
@@ -175,6 +176,8 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
             global_program_ttl=global_program_ttl,
             clock=clock or time.monotonic,
             types=self._types,
+            # A clock that also tells wall-clock time (a FakeClock) drives timestamps too.
+            wall_clock=getattr(clock, "wall", None) or time.time,
         )
         # Counts live in the state and cost calls nothing. A span per call (unless
         # trace_calls=False) and the call.duration histogram are only wrapped around

@@ -15,6 +15,7 @@ it is imported only when called.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -47,9 +48,17 @@ class FakeClock:
 
     def __init__(self, start: float = 1_000.0) -> None:
         self.now = float(start)
+        self._start = self.now
+        self._wall_start = time.time()
 
     def __call__(self) -> float:
         return self.now
+
+    def wall(self) -> float:
+        """The wall-clock time this clock stands for: the real time it was made, plus how
+        far it was advanced. A store given a FakeClock takes its timestamps and its
+        database deadlines from here too, so a test can drive expiry across a restart."""
+        return self._wall_start + (self.now - self._start)
 
     def advance(self, seconds: float) -> None:
         """Move the clock forward; a monotonic clock never goes back."""

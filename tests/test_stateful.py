@@ -182,12 +182,15 @@ class StoreMachine(RuleBasedStateMachine):
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.clock = FakeClock()
-        self.store = SessionStore(
-            clock=self.clock, cleanup_interval=None, default_ttl=DEFAULT_TTL, call_timeout=None
-        )
+        self.store = self.new_store()
         self.run(self.store.__aenter__())
         self.model = StoreModel(now=self.clock.now)
         self.issued_ids: set[str] = set()  # every id a registration returned
+
+    def new_store(self) -> SessionStore:
+        return SessionStore(
+            clock=self.clock, cleanup_interval=None, default_ttl=DEFAULT_TTL, call_timeout=None
+        )
 
     def teardown(self) -> None:
         try:
