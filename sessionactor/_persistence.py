@@ -161,6 +161,11 @@ _TOUCH_SESSION: Final = (
     "UPDATE sessions SET last_accessed = ?, expires_at = ?, total_variable_updates = ? WHERE id = ?"
 )
 # An update keeps the position the variable has: only a new variable takes one.
+# A change to a variable that exists (an update, a lock): only what can change.
+# The core marks such records with position 0; a new variable has its position.
+_UPDATE_VARIABLE: Final = """UPDATE variables SET value = ?, metadata = ?, version = ?,
+    revision = ?, updated_at = ?, optimizer_id = ?, optimization_started_at = ?,
+    lease_expires_at = ? WHERE session_id = ? AND id = ?"""
 _UPSERT_VARIABLE: Final = """INSERT INTO variables (session_id, id, position, name, type,
     value, constraints, metadata, version, revision, created_at, updated_at,
     optimizer_id, optimization_started_at, lease_expires_at)
@@ -311,9 +316,12 @@ def _from_json(stored: object) -> object:
 
 
 def _mapping_json(value: Mapping[str, object]) -> str | bytes:
-    if not value:
+    # items() first: a read-only mapping's view is the dict's own (C), where
+    # dict(mapping) would call __getitem__ in Python once per key.
+    data = dict(value.items())
+    if not data:
         return "{}"
-    return _text(_encode_json(value.copy() if type(value) is MappingProxyType else dict(value)))
+    return _text(_encode_json(data))
 
 
 def _from_mapping_json(stored: object) -> Mapping[str, object]:
@@ -415,6 +423,7 @@ class _Batch:
         Everything is encoded here, before the transaction begins, so that a value
         that cannot be encoded fails the batch without touching the database.
         """
+        new_variables, changed_variables = _variable_rows(self.variables, types)
         statements: list[tuple[str, list[tuple[object, ...]]]] = [
             (_DELETE_SESSION, [(_text(key),) for key in self.removed_sessions]),
             (_DELETE_VARIABLE, [(_text(s), _text(v)) for s, v in self.removed_variables]),
@@ -433,7 +442,8 @@ class _Batch:
                     for key, touch in self.touches.items()
                 ],
             ),
-            (_UPSERT_VARIABLE, _variable_rows(self.variables, types)),
+            (_UPSERT_VARIABLE, new_variables),
+            (_UPDATE_VARIABLE, changed_variables),
             (
                 _UPSERT_PROGRAM,
                 [
@@ -477,12 +487,24 @@ def _session_row(row: SessionRow) -> tuple[object, ...]:
 
 def _variable_rows(
     variables: Mapping[str, Mapping[str, VariableWritten]], types: Mapping[str, TypeSpec]
-) -> list[tuple[object, ...]]:
+) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """Rows of new variables (every column) and of changed ones (what can change)."""
     # The hottest path of the writer: one tuple per variable, with NaN checks
     # inline (``x == x``) rather than in a call each.
-    rows: list[tuple[object, ...]] = []
-    append = rows.append
+    inserted: list[tuple[object, ...]] = []
+    changed: list[tuple[object, ...]] = []
     nan = _NAN
+    # Variables share their constraints (one object per distinct spec), and the
+    # updates of one turn share one metadata object: encode each object once. The
+    # records keep every object alive while the cache is in use, so ids are unique.
+    encoded: dict[int, str | bytes] = {}
+
+    def mapping_json(value: Mapping[str, object]) -> str | bytes:
+        text = encoded.get(id(value))
+        if text is None:
+            text = encoded[id(value)] = _mapping_json(value)
+        return text
+
     for session_id, written in variables.items():
         session_key = _text(session_id)
         for record in written.values():
@@ -493,21 +515,39 @@ def _variable_rows(
                     f"variable {describe(variable.id)} has type {describe(variable.type)}, "
                     "which the database's type registry does not know"
                 )
-            created_at = variable.created_at
             updated_at = variable.updated_at
             started_at = variable.optimization_started_at
             lease = record.lease_expires_at
             optimizer_id = variable.optimizer_id
-            append(
+            value = _to_json(spec.to_json(variable.value))
+            metadata = mapping_json(variable.metadata)
+            if record.position == 0:
+                changed.append(
+                    (
+                        value,
+                        metadata,
+                        variable.version,
+                        variable.revision,
+                        updated_at if updated_at == updated_at else nan,
+                        None if optimizer_id is None else _text(optimizer_id),
+                        started_at if started_at == started_at else nan,
+                        lease if lease == lease else nan,
+                        session_key,
+                        _text(variable.id),
+                    )
+                )
+                continue
+            created_at = variable.created_at
+            inserted.append(
                 (
                     session_key,
                     _text(variable.id),
                     record.position,
                     _text(variable.name),
                     _text(variable.type),
-                    _to_json(spec.to_json(variable.value)),
-                    _mapping_json(variable.constraints),
-                    _mapping_json(variable.metadata),
+                    value,
+                    mapping_json(variable.constraints),
+                    metadata,
                     variable.version,
                     variable.revision,
                     created_at if created_at == created_at else nan,
@@ -517,7 +557,7 @@ def _variable_rows(
                     lease if lease == lease else nan,
                 )
             )
-    return rows
+    return inserted, changed
 
 
 # ---------------------------------------------------------------------------
@@ -1051,7 +1091,12 @@ class Database:
         try:
             connection.execute("BEGIN IMMEDIATE")
             for sql, rows in statements:
-                connection.executemany(sql, rows)
+                cursor = connection.executemany(sql, rows)
+                if sql is _UPDATE_VARIABLE and cursor.rowcount != len(rows):
+                    # a change to a variable the database does not hold: refuse to lose it
+                    raise sqlite3.IntegrityError(
+                        f"{len(rows) - cursor.rowcount} changed variables have no row"
+                    )
             connection.execute("COMMIT")
         except BaseException:
             # SQLite rolls some failures back by itself (a full disk, an I/O error).
