@@ -6,7 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -418,3 +421,19 @@ async def test_a_store_that_stopped_is_closed_for_calls(path: Path) -> None:
         await store.create_session("s1")
     with pytest.raises(StoreClosed):
         await store.get_session("s1")
+
+
+def test_the_durable_example_comes_back_after_kill_9() -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "durable.py"
+    result = subprocess.run(
+        [sys.executable, str(example)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    killed = re.fullmatch(
+        r"killed the child with SIGKILL after (\d+) acknowledged updates", lines[0]
+    )
+    back = re.fullmatch(r"after kill -9: step (\d+) \(the child had acknowledged (\d+)\)", lines[1])
+    assert killed and back, result.stdout
+    assert int(back.group(1)) >= int(back.group(2)) == int(killed.group(1)) > 0
+    assert lines[-1] == f"imported elsewhere: step {back.group(1)}"
