@@ -1,4 +1,4 @@
-"""The exception hierarchy (SPEC §6).
+"""The exception hierarchy.
 
 Every error derives from :class:`SessionStoreError` and also from the built-in a
 Python caller would naturally catch (``KeyError`` for missing things,

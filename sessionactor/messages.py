@@ -316,7 +316,7 @@ class EndOptimization(Command[Variable]):
     optimizer_id: object
 
 
-# Watch (SPEC §10) -------------------------------------------------------------
+# Watch -----------------------------------------------------------------------
 
 
 @attrs.define(weakref_slot=False)

@@ -1,4 +1,4 @@
-"""OpenTelemetry for the store: instruments, spans and the seed's event names (SPEC §7).
+"""OpenTelemetry for the store: instruments, spans, and the variable events of snakepit.
 
 Cost decides the shape. A store call costs a few microseconds, and an SDK
 instrument call about as much, so:
@@ -12,7 +12,7 @@ instrument call about as much, so:
   and only with what records: with no SDK (the API's proxy or no-op providers)
   the store keeps its plain call function and pays nothing per call. Spans can
   be turned off (``SessionStore(trace_calls=False)``). The histogram records
-  every call by default, as SPEC §7 promises; an SDK ``Histogram.record`` costs
+  every call by default, so every failed call has its point; an SDK ``Histogram.record`` costs
   about as much as a store call, so a busy store can record a random share
   instead (``duration_sample_ratio=1/32`` gives 0.9x of untraced throughput).
 
@@ -87,7 +87,7 @@ __all__ = [
 
 INSTRUMENTATION_NAME: Final = "sessionactor"
 
-# Metric names (SPEC §7). Attributes never carry a session id.
+# Metric names. Attributes never carry a session id (unbounded cardinality).
 VARIABLE_OPERATIONS: Final = "sessionactor.variable.operations"  # operation, variable.type
 VARIABLE_BATCH_SIZE: Final = "sessionactor.variable.batch.size"  # operation
 VARIABLE_REJECTIONS: Final = "sessionactor.variable.rejections"  # reason, variable.type, operation
@@ -154,11 +154,11 @@ _VARIABLE_EVENTS: Final = (
 def variable_events() -> list[str]:
     """The variable events the store emits, as ``Snakepit.Telemetry.variable_events/0`` lists them.
 
-    The seed's eight, in its order. Each is a point of a metric:
+    snakepit's eight, in its order. Each is a point of a metric:
     ``registered``/``get``/``updated``/``deleted`` are
     ``sessionactor.variable.operations`` with ``operation``
     ``register``/``get``/``update``/``delete`` (imports count there too, as
-    ``import``, though the seed lists no event for them); the two batch events are
+    ``import``, though snakepit lists no event for them); the two batch events are
     ``sessionactor.variable.batch.size`` (by how many variables) with ``operation``
     ``batch_get``/``batch_update``; the last two are ``sessionactor.variable.rejections``
     with that ``reason``.
@@ -170,7 +170,7 @@ def variable_events() -> list[str]:
 
 
 # ---------------------------------------------------------------------------
-# Logging, as the seed's attach_variable_handlers/0: the core already logs
+# Logging, as snakepit's attach_variable_handlers/0: the core already logs
 # register, delete and import at INFO and updates at DEBUG; this makes them seen.
 
 _LOGGER_NAME: Final = "sessionactor"
@@ -182,7 +182,7 @@ _saved_levels: dict[str, int] = {}
 def attach_variable_handlers(
     handler: logging.Handler | None = None, *, level: int = logging.INFO
 ) -> logging.Handler:
-    """Show the store's variable events in a log, as the seed's ``attach_variable_handlers/0``.
+    """Show the store's variable events in a log, as snakepit's ``attach_variable_handlers/0``.
 
     Adds ``handler`` (default: a stream handler on stderr) to
     ``logging.getLogger("sessionactor")`` and sets that logger's level: at INFO you
@@ -535,7 +535,7 @@ class StoreTelemetry:
 
     ``duration_sample_ratio`` is the share of calls, drawn at random, whose
     duration the ``sessionactor.call.duration`` histogram records: 1.0 every
-    call (the default: every point SPEC §7 promises), 0 none. An SDK
+    call (the default: every failed call has its point), 0 none. An SDK
     ``Histogram.record`` costs about as much as a whole store call, so recording
     every call halves throughput; a random 1/32 of calls gives the same latency
     distribution at a thirty-second of that cost, but the histogram's counts are

@@ -1,4 +1,4 @@
-"""Variable types: validation, constraints and JSON form (SPEC §5).
+"""Variable types: validation, constraints and JSON form.
 
 A type is any object with the shape of :class:`TypeSpec`. The eight built-ins
 below are such objects; ``SessionStore(types=[...])`` adds more beside them.
