@@ -85,3 +85,30 @@ class DocstringsAsMarkdown(griffe.Extension):
     def on_object(self, *, obj: griffe.Object, loader: griffe.GriffeLoader, **kwargs: Any) -> None:
         if obj.docstring is not None and obj.path.startswith("sessionactor"):
             obj.docstring.value = as_markdown(obj.docstring.value, obj)
+
+
+class CallReplyTypes(griffe.Extension):
+    """Show what each public call returns, not the command its definition builds.
+
+    The store's calls are defined once (``sessionactor/_api.py``) as functions that
+    build a command message; the message class says the reply type
+    (``class GetVariable(Command[Variable])``). Read from the source, a call would
+    appear to return ``GetVariable``; this puts ``Variable`` in its place.
+    """
+
+    def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
+        if pkg.name != "sessionactor":
+            return
+        calls = pkg["_api"]["StoreCalls"]
+        messages = pkg["messages"]
+        for member in calls.members.values():
+            if not isinstance(member, griffe.Function):
+                continue
+            if not any(str(decorator.value) == "call" for decorator in member.decorators):
+                continue
+            command = messages.members.get(str(member.returns).rsplit(".", 1)[-1])
+            if not isinstance(command, griffe.Class):
+                continue
+            for base in command.bases:
+                if isinstance(base, griffe.ExprSubscript) and str(base.left) == "Command":
+                    member.returns = base.slice
