@@ -400,7 +400,9 @@ class StoreState:
         self._constraints: weakref.WeakValueDictionary[tuple[str, str], CompiledConstraints] = (
             weakref.WeakValueDictionary()
         )
-        self._noticed_sessions = 0  # expired sessions get_stats noticed, not yet swept
+        # Expired sessions get_stats noticed (off the heap), for the sweep to remove.
+        self._noticed_records: list[_SessionRecord] = []
+        self._noticed_sessions = 0
         self._noticed_variables = 0
 
         self._next_variable_number = 0
@@ -611,27 +613,38 @@ class StoreState:
     def sweep(self, *, count_run: bool = True) -> int:
         """Remove every expired session and global program; return the sessions removed."""
         now = self._now = self._clock()
+        noticed, self._noticed_records = self._noticed_records, []
         removed = 0
-        deadlines = self._deadlines
-        while deadlines and deadlines[0][0] <= now:
-            deadline, _, record = heapq.heappop(deadlines)
-            if self._sessions.get(record.id) is not record or deadline != record.heap_deadline:
-                self._stale_entries -= 1
-                continue
-            if record.expires_at <= now:
-                record.heap_deadline = math.inf
+        for record in noticed + self._pop_due():
+            if self._sessions.get(record.id) is record:  # not deleted or replaced meanwhile
                 self._remove_session(record, "expired")
-                self._stale_entries -= 1
                 removed += 1
-            else:  # touched since it was scheduled: due again at its new deadline
-                record.heap_deadline = record.expires_at
-                heapq.heappush(deadlines, (record.expires_at, next(self._heap_seq), record))
         self._sweep_programs(now)
         if self._stale_entries > len(self._sessions) + 1024:
             self._compact_deadlines()
         if count_run:
             self.cleanup_runs += 1
         return removed
+
+    def _pop_due(self) -> list[_SessionRecord]:
+        """Take every due entry off the deadline heap; the sessions that have expired.
+
+        A session touched since its entry was pushed is due again later: it gets a
+        new entry. So the work follows what came due, not how many sessions live.
+        """
+        heap, now = self._deadlines, self._now
+        expired: list[_SessionRecord] = []
+        while heap and heap[0][0] <= now:
+            deadline, _, record = heapq.heappop(heap)
+            if self._sessions.get(record.id) is not record or deadline != record.heap_deadline:
+                self._stale_entries -= 1  # an entry left behind by a touch or a removal
+                continue
+            record.heap_deadline = math.inf  # its one live entry is off the heap
+            if record.expires_at <= now:
+                expired.append(record)
+            else:
+                self._schedule(record)
+        return expired
 
     def _sweep_programs(self, now: float) -> None:
         programs = self._program_deadlines
@@ -663,29 +676,14 @@ class StoreState:
         self._stale_entries = 0
 
     def _notice_expired(self) -> None:
-        """Count the sessions that expired since the last look, without sweeping them.
-
-        Walks only the heap entries already due (a heap's due entries form a
-        subtree at its root) and marks each expired record once, so repeated
-        ``get_stats`` calls cost what newly expired, not what waits for the sweep.
-        """
-        heap, now = self._deadlines, self._now
-        stack = [0] if heap else []
-        while stack:
-            index = stack.pop()
-            deadline, _, record = heap[index]
-            if deadline > now:
-                continue
-            if (
-                not record.noticed
-                and self._sessions.get(record.id) is record
-                and deadline == record.heap_deadline
-                and record.expires_at <= now
-            ):
-                record.noticed = True
-                self._noticed_sessions += 1
-                self._noticed_variables += len(record.variables)
-            stack.extend(child for child in (2 * index + 1, 2 * index + 2) if child < len(heap))
+        """Count the sessions that expired since the last look, without sweeping them
+        (the sweep counts and closes them). Each is taken off the deadline heap once,
+        so ``get_stats`` costs what newly expired, not what waits for the sweep."""
+        for record in self._pop_due():
+            record.noticed = True
+            self._noticed_sessions += 1
+            self._noticed_variables += len(record.variables)
+            self._noticed_records.append(record)
 
     # -- session handlers -------------------------------------------------------
 

@@ -338,3 +338,37 @@ def test_update_metadata_merges_lazily_without_chaining() -> None:
     assert metadata == dict(metadata)
     with pytest.raises(TypeError):
         metadata["owner"] = "you"  # type: ignore[index]
+
+
+def test_stats_take_expired_sessions_off_the_heap_once_and_the_sweep_counts_them() -> None:
+    """get_stats costs what newly expired: a second call finds nothing left to walk."""
+    state, clock = make_state(default_ttl=100.0)
+    for index in range(1000):
+        state.handle(CreateSession(f"short-{index}", ttl=10.0))
+        state.handle(CreateSession(f"long-{index}", ttl=10_000.0))
+    clock.advance(11.0)
+    heap_before = len(state._deadlines)
+    first = state.handle(GetStats())
+    assert first.current_sessions == 1000  # type: ignore[attr-defined]
+    assert heap_before - len(state._deadlines) == 1000  # each expired entry popped once
+    assert state.sessions_expired == 0  # noticed, not swept: the sweep counts them
+    heap_after = len(state._deadlines)
+    second = state.handle(GetStats())
+    assert second.current_sessions == 1000  # type: ignore[attr-defined]
+    assert len(state._deadlines) == heap_after and len(state._noticed_records) == 1000
+    assert state.sweep() == 1000
+    assert state.sessions_expired == 1000 and not state._noticed_records
+    assert state.handle(GetStats()).current_sessions == 1000  # type: ignore[attr-defined]
+
+
+def test_a_noticed_session_deleted_before_the_sweep_counts_once() -> None:
+    state, clock = make_state(default_ttl=10.0)
+    state.handle(CreateSession("a"))
+    state.handle(RegisterVariable("a", "x", "integer", 1))
+    clock.advance(11.0)
+    assert state.handle(GetStats()).current_variables == 0  # type: ignore[attr-defined]
+    state.handle(DeleteSession("a"))  # expired: counted as expired, not deleted
+    assert state.sweep() == 0
+    stats = state.handle(GetStats())
+    assert (stats.sessions_expired, stats.sessions_deleted) == (1, 0)  # type: ignore[attr-defined]
+    assert (stats.current_sessions, stats.current_variables) == (0, 0)  # type: ignore[attr-defined]
