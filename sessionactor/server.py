@@ -188,27 +188,37 @@ class SessionServer:
             raise InvalidArgument("a SessionServer must run in the event loop of its store")
         try:
             for address in self._listen:
-                if isinstance(address, UnixAddress):
-                    server = await loop.create_unix_server(
-                        self._new_connection, sock=_bind_unix(address.path)
-                    )
-                    self._unix_paths.append(address.path)
-                    self._addresses.append(str(address))
-                else:
-                    server = await loop.create_server(
-                        self._new_connection,
-                        address.host,
-                        address.port,
-                        ssl=self._ssl,
-                        reuse_address=True,
-                    )
-                    for sock in server.sockets:
-                        host, port = sock.getsockname()[:2]
-                        self._addresses.append(str(TcpAddress(host, port)))
+                try:
+                    server = await self._bind(loop, address)
+                except OSError as error:  # say which address: the OS error names none
+                    reason = os.strerror(error.errno) if error.errno else str(error)
+                    raise OSError(error.errno, f"cannot listen on {address}: {reason}") from error
                 self._servers.append(server)
         except BaseException:
             await self.aclose()
             raise
+
+    async def _bind(
+        self, loop: asyncio.AbstractEventLoop, address: TcpAddress | UnixAddress
+    ) -> asyncio.AbstractServer:
+        if isinstance(address, UnixAddress):
+            server = await loop.create_unix_server(
+                self._new_connection, sock=_bind_unix(address.path)
+            )
+            self._unix_paths.append(address.path)
+            self._addresses.append(str(address))
+            return server
+        server = await loop.create_server(
+            self._new_connection,
+            address.host,
+            address.port,
+            ssl=self._ssl,
+            reuse_address=True,
+        )
+        for sock in server.sockets:
+            host, port = sock.getsockname()[:2]
+            self._addresses.append(str(TcpAddress(host, port)))
+        return server
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled. For ``await task_group.start(server.serve)``."""
