@@ -70,6 +70,8 @@ _log = logging.getLogger("sessionactor.server")
 _SERVER_VERSION: Final = "sessionactor 0.2.0"
 _WRITE_HIGH_WATER: Final = 1 << 20  # bytes a connection may have unsent before it stops reading
 _WATCH_BUFFER_CAP: Final = 65_536  # events a pushed watch holds for a client that does not read
+_LISTEN_BACKLOG: Final = 1024  # connections queued for accept(): a burst waits for no SYN retry
+_LINGER: Final = 1.0  # seconds a closing connection waits for its peer to read our last frames
 
 
 def _frozen_mapping(items: dict[Any, object]) -> FrozenMap:
@@ -159,6 +161,7 @@ class SessionServer:
         self._servers: list[asyncio.AbstractServer] = []
         self._unix_paths: list[str] = []
         self._connections: set[_ServedConnection] = set()
+        self._lingering: set[_ServedConnection] = set()  # closed, waiting for the peer to close
         self._addresses: list[str] = []
         self._codec = Codec(frozen_mapping=_frozen_mapping)
         self._started = False
@@ -214,6 +217,7 @@ class SessionServer:
             address.port,
             ssl=self._ssl,
             reuse_address=True,
+            backlog=_LISTEN_BACKLOG,
         )
         for sock in server.sockets:
             host, port = sock.getsockname()[:2]
@@ -261,6 +265,9 @@ class SessionServer:
                 await connection.drained()
         for connection in connections:
             connection.close(StoreClosed("the server is shutting down"))
+        with anyio.move_on_after(_LINGER + 1.0):  # each lingers at most _LINGER, then aborts
+            for connection in list(self._lingering):
+                await connection.gone.wait()
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
@@ -300,7 +307,7 @@ def _bind_unix(path: str) -> socket.socket:
         sock.bind(temporary)
         os.chmod(temporary, 0o600)
         os.rename(temporary, path)
-        sock.listen(1024)
+        sock.listen(_LISTEN_BACKLOG)
         sock.setblocking(False)
     except BaseException:
         sock.close()
@@ -349,6 +356,8 @@ class _ServedConnection(asyncio.Protocol):
         # of that turn's replies (which are answered after the turn, in callbacks).
         self.outbox: list[tuple[int, list[object], SessionStoreError | object | None]] = []
         self.idle: asyncio.Event | None = None
+        self.linger_timer: asyncio.TimerHandle | None = None
+        self.gone = asyncio.Event()  # the transport has closed
         self.trace = self.store._telemetry.tracer is not None
 
     # -- asyncio.Protocol -------------------------------------------------------------
@@ -363,9 +372,7 @@ class _ServedConnection(asyncio.Protocol):
             self.connection.abort(
                 ProtocolError(f"the server is {why} ({server.max_connections}); try again later")
             )
-            self._write_now()
-            self.transport.close()
-            self.closed = True
+            self._close_gently()
             return
         server._connections.add(self)
         self.handshake_timer = self.loop.call_later(
@@ -385,8 +392,7 @@ class _ServedConnection(asyncio.Protocol):
                     self.handshake_timer.cancel()
                     self.handshake_timer = None
             elif type(event) in (HandshakeRejected, ProtocolViolation):
-                self._write_now()  # the refusal or the reason, then close
-                self._shut()
+                self._close_gently()  # the refusal or the reason, then close
                 return
             elif type(event) is ConnectionClosed:
                 self._shut()
@@ -394,12 +400,18 @@ class _ServedConnection(asyncio.Protocol):
         self._flush_soon()
 
     def eof_received(self) -> bool:
-        self.connection.receive_eof()
-        self._shut()
-        return False
+        if not self.closed:
+            self.connection.receive_eof()
+            self._shut()
+        return False  # asyncio closes the transport (a lingering one too: the peer is done)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._forget()
+        if self.linger_timer is not None:
+            self.linger_timer.cancel()
+            self.linger_timer = None
+        self.server._lingering.discard(self)
+        self.gone.set()
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -621,8 +633,7 @@ class _ServedConnection(asyncio.Protocol):
                         f"no handshake within {self.server.handshake_timeout:g} s; closing"
                     )
                 )
-            self._write_now()
-            self._shut()
+            self._close_gently()
 
     def stop_reading(self) -> None:
         """The server is stopping: take no more calls from this connection."""
@@ -640,8 +651,34 @@ class _ServedConnection(asyncio.Protocol):
             return
         with contextlib.suppress(SessionStoreError):
             self.connection.abort(error)
-        self._flush()
-        self._shut()
+        self._send_outbox()
+        self._close_gently()
+
+    def _close_gently(self) -> None:
+        """Send what is queued (replies, the reason for closing), then close without
+        letting a reset destroy it.
+
+        Closing a socket whose peer sent bytes we have not read makes the kernel
+        answer with a reset, which can discard our last frames before the peer
+        reads them: a refused token would look like a lost connection, a reply
+        taken before shutdown would be lost. So: end our side after the data
+        (FIN), read and discard what still comes, and close when the peer does,
+        or abort after ``_LINGER`` seconds if it never does.
+        """
+        self._write_now()
+        transport = self.transport
+        self._forget()
+        if transport is None or transport.is_closing():
+            return
+        if not transport.can_write_eof():  # TLS: its close sends close_notify after the data
+            transport.close()
+            return
+        transport.write_eof()
+        if not self.reading:
+            self.reading = True
+            transport.resume_reading()
+        self.linger_timer = self.loop.call_later(_LINGER, transport.abort)
+        self.server._lingering.add(self)
 
     def _shut(self) -> None:
         if self.transport is not None:
