@@ -491,7 +491,10 @@ class _ServedConnection(asyncio.Protocol):
                 self._answer_error(call_id, InvalidArgument(f"{operation}: the reply {error}"))
         if self.in_flight + 1 >= self.server.max_calls_in_flight:
             self._update_reading()
-        self._flush_soon()
+        if self.in_flight:
+            self._flush_soon()  # more replies may follow in this iteration: one write for all
+        else:
+            self._flush()  # the last call in progress: its reply need not wait an iteration
         if self.idle is not None and self.in_flight == 0:
             self.idle.set()
 
