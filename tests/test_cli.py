@@ -33,6 +33,7 @@ from sessionactor import (
 )
 
 LOOPBACK = "tcp://127.0.0.1:0"
+LOOPS = ["asyncio", "uvloop"]  # --loop: the server's event loop (uvloop is a dev dependency)
 CALL_BOUND = 10.0  # seconds any one client-side step may take before the test fails
 
 
@@ -100,13 +101,14 @@ def test_serve_help_explains_flags_defaults_and_an_example() -> None:
         "--max-connections",
         "--max-frame-bytes",
         "--handshake-timeout",
+        "--loop",
     ):
         assert flag in text
     assert "tcp://127.0.0.1:7420" in text  # the default address
     assert "listening on" in text and "SIGTERM" in text
     assert "SESSIONACTOR_TOKEN" in text
     assert "examples:" in text and "sessionactor serve --listen" in text
-    assert text.count("Default") >= 15  # every option says what it is when left out
+    assert text.count("Default") >= 16  # every option says what it is when left out
 
 
 def test_top_level_help_names_serve_and_the_console_script_is_declared() -> None:
@@ -136,9 +138,10 @@ async def test_store_and_server_options_reach_the_store(servers: ServerProcesses
 # -- how it stops ----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("loop", LOOPS)
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
 async def test_signal_under_load_exits_0_and_every_call_ends(
-    servers: ServerProcesses, stop_signal: int
+    servers: ServerProcesses, stop_signal: int, loop: str
 ) -> None:
     """Four connections of 50 callers each update in a loop while the signal arrives.
 
@@ -146,7 +149,7 @@ async def test_signal_under_load_exits_0_and_every_call_ends(
     read yet); none hangs, and none gets StoreClosed or any other error, which a
     server that stopped its store before answering what it had taken would cause.
     """
-    server = servers.start(*serve_args(LOOPBACK))
+    server = servers.start(*serve_args(LOOPBACK, extra=["--loop", loop]))
     clients = [connect(server.address, call_timeout=CALL_BOUND) for _ in range(4)]
     replies_after_signal = 0
     signalled_at: float | None = None
@@ -271,8 +274,9 @@ async def test_token_from_the_environment_is_required_of_clients(
             assert await store.list_sessions() == []
 
 
+@pytest.mark.parametrize("loop", LOOPS)
 async def test_tls_serves_clients_that_trust_its_certificate(
-    servers: ServerProcesses, tmp_path: Path
+    servers: ServerProcesses, tmp_path: Path, loop: str
 ) -> None:
     # trustme (a test dependency) makes the CA and the certificate in memory: the openssl
     # command line tool is only a recommended package of Debian's python3, not a given.
@@ -284,7 +288,9 @@ async def test_tls_serves_clients_that_trust_its_certificate(
         extra.write_to_path(str(cert), append=True)
     issued.private_key_pem.write_to_path(str(key))
     server = servers.start(
-        *serve_args(LOOPBACK, extra=["--tls-cert", str(cert), "--tls-key", str(key)])
+        *serve_args(
+            LOOPBACK, extra=["--tls-cert", str(cert), "--tls-key", str(key), "--loop", loop]
+        )
     )
     trusting = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     authority.configure_trust(trusting)

@@ -1,6 +1,7 @@
 """One real server process against hostile peers: it stays up, small, and prompt for others.
 
-A single ``sessionactor serve`` process (handshake timeout 1 s) meets, one after
+A single ``sessionactor serve`` process (handshake timeout 1 s; one on asyncio's
+loop, one on uvloop) meets, one after
 another: random bytes, a truncated frame, a 1 GiB length prefix, a client that
 sends nothing, a client that pipelines 100,000 calls and never reads, a wrong
 token, and 2,000 connections at once. After each, the process is alive, its
@@ -46,8 +47,10 @@ FLOOD: Final = 2_000
 NEEDED_FILES: Final = FLOOD + 512  # the flood's sockets, in this process and the server's
 
 
-@pytest.fixture(scope="module")
-def hostile_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+@pytest.fixture(scope="module", params=["asyncio", "uvloop"])
+def hostile_server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[ServerProcess]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < NEEDED_FILES:
         pytest.skip(f"the hard limit of open files ({hard}) is below {NEEDED_FILES}")
@@ -56,7 +59,7 @@ def hostile_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerP
     directory = tmp_path_factory.mktemp("hostile")
     try:
         with ServerProcesses(directory) as servers:
-            options = ["--handshake-timeout", str(HANDSHAKE_TIMEOUT)]
+            options = ["--loop", request.param, "--handshake-timeout", str(HANDSHAKE_TIMEOUT)]
             options += ["--max-connections", str(FLOOD + 100)]
             args = serve_args("tcp://127.0.0.1:0", extra=options)
             yield servers.start(*args, env={"SESSIONACTOR_TOKEN": TOKEN})
