@@ -676,7 +676,11 @@ class _ServedConnection(asyncio.Protocol):
         if not transport.can_write_eof():  # TLS: its close sends close_notify after the data
             transport.close()
             return
-        transport.write_eof()
+        try:
+            transport.write_eof()
+        except OSError:  # the peer is gone already (ENOTCONN): nothing is left to protect
+            transport.abort()
+            return
         if not self.reading:
             self.reading = True
             transport.resume_reading()
