@@ -71,6 +71,17 @@ _SERVER_VERSION: Final = "sessionactor 0.2.0"
 _WRITE_HIGH_WATER: Final = 1 << 20  # bytes a connection may have unsent before it stops reading
 _WATCH_BUFFER_CAP: Final = 65_536  # events a pushed watch holds for a client that does not read
 _LISTEN_BACKLOG: Final = 1024  # connections queued for accept(): a burst waits for no SYN retry
+# Reads answered from the actor's state when it is idle (see _read_directly).
+_DIRECT_READS: Final = frozenset(
+    {
+        m.GetVariable,
+        m.GetVariableValue,
+        m.GetVariables,
+        m.HasVariable,
+        m.SessionExists,
+        m.GetSession,
+    }
+)
 _LINGER: Final = 1.0  # seconds a closing connection waits for its peer to read our last frames
 
 
@@ -359,6 +370,11 @@ class _ServedConnection(asyncio.Protocol):
         self.linger_timer: asyncio.TimerHandle | None = None
         self.gone = asyncio.Event()  # the transport has closed
         self.trace = self.store._telemetry.tracer is not None
+        # Reads skip the actor when it is idle, unless calls are measured (spans, durations)
+        # or the mailbox is bounded (a caller waiting for room is not in it yet).
+        self.read_directly = (
+            not self.store._telemetry.instruments_calls and self.store._mailbox_size is None
+        )
 
     # -- asyncio.Protocol -------------------------------------------------------------
 
@@ -397,7 +413,10 @@ class _ServedConnection(asyncio.Protocol):
             elif type(event) is ConnectionClosed:
                 self._shut()
                 return
-        self._flush_soon()
+        if self.in_flight:
+            self._flush_soon()  # the actor's replies follow: one write with them
+        else:
+            self._flush()  # everything is answered (reads answered directly): no need to wait
 
     def eof_received(self) -> bool:
         if not self.closed:
@@ -440,6 +459,9 @@ class _ServedConnection(asyncio.Protocol):
         except TypeError as error:  # a field the call does not have, or one missing
             self._answer_error(call_id, ProtocolError(f"{operation}: {error}"))
             return
+        if type(command) in _DIRECT_READS and self.read_directly and self._actor_idle():
+            self._read_directly(call_id, operation, command)
+            return
         try:
             if self.trace and event.trace:
                 reply = self._call_in_trace(command, event.trace)
@@ -454,6 +476,32 @@ class _ServedConnection(asyncio.Protocol):
         self.in_flight += 1
         if self.in_flight >= self.server.max_calls_in_flight:
             self._update_reading()
+
+    def _actor_idle(self) -> bool:
+        """Nothing waits in the actor's mailbox: every call taken so far is handled."""
+        actor = self.store._actor
+        return actor is not None and not actor.mailbox.qsize()
+
+    def _read_directly(self, call_id: int, operation: str, command: m.AnyCommand) -> None:
+        """A read answered now, in this callback, from the actor's state.
+
+        Only while the actor is idle: no call of any connection waits for it, so
+        the read sees exactly what it would see in the actor's next turn (handlers
+        never await, and the actor does not run while this does), and it still
+        comes after every call this client sent before it. It skips the mailbox,
+        the reply future and two trips around the event loop. Its watch changes
+        already taken go first, as for a reply from the actor.
+        """
+        try:
+            reply = self.store._read_now(command)
+        except SessionStoreError as error:
+            self._answer_error(call_id, error)
+            return
+        self._send_outbox()
+        try:
+            self.connection.send_reply(call_id, reply)
+        except InvalidArgument as error:  # too large for a frame
+            self._answer_error(call_id, InvalidArgument(f"{operation}: the reply {error}"))
 
     def _call_in_trace(self, command: m.AnyCommand, carrier: dict[str, str]) -> Any:
         """The call, started in the caller's trace context: its span is the child of
