@@ -5,11 +5,18 @@ machine) through a thin ``asyncio.Protocol``. A call arrives as an operation
 name and its arguments; the server builds the command with the very function a
 local call uses (the same copy-in, the same limits), puts it in the store's
 mailbox, and writes the reply when the future is answered: no task per call,
-and all the replies of one actor turn leave in one write.
+and all the replies of one actor turn leave in one write. A read that arrives
+while the actor is idle (nothing in its mailbox) is answered at once from its
+state, as ``SessionStore``'s ``*_nowait`` reads are: it sees what the actor's
+next turn would see.
 
 Watches are pushed: the server subscribes a watcher that is drained in the
 actor's own turn, and the changes of a turn are sent before that turn's
 replies, so a client's mirror holds every write whose reply it has read.
+
+A connection is closed gently: our last frames, then end of our side, and the
+socket closed once the peer closes it (or after a second), so that unread input
+never turns the close into a reset that destroys those frames.
 
 Hostile peers are bounded: a frame over ``max_frame_bytes`` or bytes that are
 not a frame fail the connection with a last message saying why; a client that
