@@ -98,6 +98,16 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def unix_url(self) -> str:
+        """The same server through its unix socket (in its private run directory)."""
+        return f"unix://{self.unix_path}?db=0"
+
+    @property
+    def unix_path(self) -> str:
+        assert self._dir is not None, "the server is not running"
+        return os.path.join(self._dir, "redis.sock")
+
     def start(self) -> None:
         binary = ensure_installed() if self._install else shutil.which("redis-server")
         if binary is None:
@@ -119,6 +129,8 @@ class RedisServer:
                 "--daemonize", "no",
                 "--protected-mode", "yes",
                 "--dir", self._dir,
+                "--unixsocket", os.path.join(self._dir, "redis.sock"),
+                "--unixsocketperm", "700",
                 "--logfile", log_path,
                 "--loglevel", "warning",
             ]  # fmt: skip

@@ -5,11 +5,18 @@ machine) through a thin ``asyncio.Protocol``. A call arrives as an operation
 name and its arguments; the server builds the command with the very function a
 local call uses (the same copy-in, the same limits), puts it in the store's
 mailbox, and writes the reply when the future is answered: no task per call,
-and all the replies of one actor turn leave in one write.
+and all the replies of one actor turn leave in one write. A read that arrives
+while the actor is idle (nothing in its mailbox) is answered at once from its
+state, as ``SessionStore``'s ``*_nowait`` reads are: it sees what the actor's
+next turn would see.
 
 Watches are pushed: the server subscribes a watcher that is drained in the
 actor's own turn, and the changes of a turn are sent before that turn's
 replies, so a client's mirror holds every write whose reply it has read.
+
+A connection is closed gently: our last frames, then end of our side, and the
+socket closed once the peer closes it (or after a second), so that unread input
+never turns the close into a reset that destroys those frames.
 
 Hostile peers are bounded: a frame over ``max_frame_bytes`` or bytes that are
 not a frame fail the connection with a last message saying why; a client that
@@ -70,6 +77,19 @@ _log = logging.getLogger("sessionactor.server")
 _SERVER_VERSION: Final = "sessionactor 0.2.0"
 _WRITE_HIGH_WATER: Final = 1 << 20  # bytes a connection may have unsent before it stops reading
 _WATCH_BUFFER_CAP: Final = 65_536  # events a pushed watch holds for a client that does not read
+_LISTEN_BACKLOG: Final = 1024  # connections queued for accept(): a burst waits for no SYN retry
+# Reads answered from the actor's state when it is idle (see _read_directly).
+_DIRECT_READS: Final = frozenset(
+    {
+        m.GetVariable,
+        m.GetVariableValue,
+        m.GetVariables,
+        m.HasVariable,
+        m.SessionExists,
+        m.GetSession,
+    }
+)
+_LINGER: Final = 1.0  # seconds a closing connection waits for its peer to read our last frames
 
 
 def _frozen_mapping(items: dict[Any, object]) -> FrozenMap:
@@ -159,6 +179,7 @@ class SessionServer:
         self._servers: list[asyncio.AbstractServer] = []
         self._unix_paths: list[str] = []
         self._connections: set[_ServedConnection] = set()
+        self._lingering: set[_ServedConnection] = set()  # closed, waiting for the peer to close
         self._addresses: list[str] = []
         self._codec = Codec(frozen_mapping=_frozen_mapping)
         self._started = False
@@ -188,27 +209,38 @@ class SessionServer:
             raise InvalidArgument("a SessionServer must run in the event loop of its store")
         try:
             for address in self._listen:
-                if isinstance(address, UnixAddress):
-                    server = await loop.create_unix_server(
-                        self._new_connection, sock=_bind_unix(address.path)
-                    )
-                    self._unix_paths.append(address.path)
-                    self._addresses.append(str(address))
-                else:
-                    server = await loop.create_server(
-                        self._new_connection,
-                        address.host,
-                        address.port,
-                        ssl=self._ssl,
-                        reuse_address=True,
-                    )
-                    for sock in server.sockets:
-                        host, port = sock.getsockname()[:2]
-                        self._addresses.append(str(TcpAddress(host, port)))
+                try:
+                    server = await self._bind(loop, address)
+                except OSError as error:  # say which address: the OS error names none
+                    reason = os.strerror(error.errno) if error.errno else str(error)
+                    raise OSError(error.errno, f"cannot listen on {address}: {reason}") from error
                 self._servers.append(server)
         except BaseException:
             await self.aclose()
             raise
+
+    async def _bind(
+        self, loop: asyncio.AbstractEventLoop, address: TcpAddress | UnixAddress
+    ) -> asyncio.AbstractServer:
+        if isinstance(address, UnixAddress):
+            server = await loop.create_unix_server(
+                self._new_connection, sock=_bind_unix(address.path)
+            )
+            self._unix_paths.append(address.path)
+            self._addresses.append(str(address))
+            return server
+        server = await loop.create_server(
+            self._new_connection,
+            address.host,
+            address.port,
+            ssl=self._ssl,
+            reuse_address=True,
+            backlog=_LISTEN_BACKLOG,
+        )
+        for sock in server.sockets:
+            host, port = sock.getsockname()[:2]
+            self._addresses.append(str(TcpAddress(host, port)))
+        return server
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled. For ``await task_group.start(server.serve)``."""
@@ -251,6 +283,9 @@ class SessionServer:
                 await connection.drained()
         for connection in connections:
             connection.close(StoreClosed("the server is shutting down"))
+        with anyio.move_on_after(_LINGER + 1.0):  # each lingers at most _LINGER, then aborts
+            for connection in list(self._lingering):
+                await connection.gone.wait()
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
@@ -290,7 +325,7 @@ def _bind_unix(path: str) -> socket.socket:
         sock.bind(temporary)
         os.chmod(temporary, 0o600)
         os.rename(temporary, path)
-        sock.listen(1024)
+        sock.listen(_LISTEN_BACKLOG)
         sock.setblocking(False)
     except BaseException:
         sock.close()
@@ -339,7 +374,14 @@ class _ServedConnection(asyncio.Protocol):
         # of that turn's replies (which are answered after the turn, in callbacks).
         self.outbox: list[tuple[int, list[object], SessionStoreError | object | None]] = []
         self.idle: asyncio.Event | None = None
+        self.linger_timer: asyncio.TimerHandle | None = None
+        self.gone = asyncio.Event()  # the transport has closed
         self.trace = self.store._telemetry.tracer is not None
+        # Reads skip the actor when it is idle, unless calls are measured (spans, durations)
+        # or the mailbox is bounded (a caller waiting for room is not in it yet).
+        self.read_directly = (
+            not self.store._telemetry.instruments_calls and self.store._mailbox_size is None
+        )
 
     # -- asyncio.Protocol -------------------------------------------------------------
 
@@ -353,9 +395,7 @@ class _ServedConnection(asyncio.Protocol):
             self.connection.abort(
                 ProtocolError(f"the server is {why} ({server.max_connections}); try again later")
             )
-            self._write_now()
-            self.transport.close()
-            self.closed = True
+            self._close_gently()
             return
         server._connections.add(self)
         self.handshake_timer = self.loop.call_later(
@@ -375,21 +415,29 @@ class _ServedConnection(asyncio.Protocol):
                     self.handshake_timer.cancel()
                     self.handshake_timer = None
             elif type(event) in (HandshakeRejected, ProtocolViolation):
-                self._write_now()  # the refusal or the reason, then close
-                self._shut()
+                self._close_gently()  # the refusal or the reason, then close
                 return
             elif type(event) is ConnectionClosed:
                 self._shut()
                 return
-        self._flush_soon()
+        if self.in_flight:
+            self._flush_soon()  # the actor's replies follow: one write with them
+        else:
+            self._flush()  # everything is answered (reads answered directly): no need to wait
 
     def eof_received(self) -> bool:
-        self.connection.receive_eof()
-        self._shut()
-        return False
+        if not self.closed:
+            self.connection.receive_eof()
+            self._shut()
+        return False  # asyncio closes the transport (a lingering one too: the peer is done)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._forget()
+        if self.linger_timer is not None:
+            self.linger_timer.cancel()
+            self.linger_timer = None
+        self.server._lingering.discard(self)
+        self.gone.set()
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -418,6 +466,9 @@ class _ServedConnection(asyncio.Protocol):
         except TypeError as error:  # a field the call does not have, or one missing
             self._answer_error(call_id, ProtocolError(f"{operation}: {error}"))
             return
+        if type(command) in _DIRECT_READS and self.read_directly and self._actor_idle():
+            self._read_directly(call_id, operation, command)
+            return
         try:
             if self.trace and event.trace:
                 reply = self._call_in_trace(command, event.trace)
@@ -432,6 +483,32 @@ class _ServedConnection(asyncio.Protocol):
         self.in_flight += 1
         if self.in_flight >= self.server.max_calls_in_flight:
             self._update_reading()
+
+    def _actor_idle(self) -> bool:
+        """Nothing waits in the actor's mailbox: every call taken so far is handled."""
+        actor = self.store._actor
+        return actor is not None and not actor.mailbox.qsize()
+
+    def _read_directly(self, call_id: int, operation: str, command: m.AnyCommand) -> None:
+        """A read answered now, in this callback, from the actor's state.
+
+        Only while the actor is idle: no call of any connection waits for it, so
+        the read sees exactly what it would see in the actor's next turn (handlers
+        never await, and the actor does not run while this does), and it still
+        comes after every call this client sent before it. It skips the mailbox,
+        the reply future and two trips around the event loop. Its watch changes
+        already taken go first, as for a reply from the actor.
+        """
+        try:
+            reply = self.store._read_now(command)
+        except SessionStoreError as error:
+            self._answer_error(call_id, error)
+            return
+        self._send_outbox()
+        try:
+            self.connection.send_reply(call_id, reply)
+        except InvalidArgument as error:  # too large for a frame
+            self._answer_error(call_id, InvalidArgument(f"{operation}: the reply {error}"))
 
     def _call_in_trace(self, command: m.AnyCommand, carrier: dict[str, str]) -> Any:
         """The call, started in the caller's trace context: its span is the child of
@@ -469,7 +546,10 @@ class _ServedConnection(asyncio.Protocol):
                 self._answer_error(call_id, InvalidArgument(f"{operation}: the reply {error}"))
         if self.in_flight + 1 >= self.server.max_calls_in_flight:
             self._update_reading()
-        self._flush_soon()
+        if self.in_flight:
+            self._flush_soon()  # more replies may follow in this iteration: one write for all
+        else:
+            self._flush()  # the last call in progress: its reply need not wait an iteration
         if self.idle is not None and self.in_flight == 0:
             self.idle.set()
 
@@ -611,8 +691,7 @@ class _ServedConnection(asyncio.Protocol):
                         f"no handshake within {self.server.handshake_timeout:g} s; closing"
                     )
                 )
-            self._write_now()
-            self._shut()
+            self._close_gently()
 
     def stop_reading(self) -> None:
         """The server is stopping: take no more calls from this connection."""
@@ -630,8 +709,38 @@ class _ServedConnection(asyncio.Protocol):
             return
         with contextlib.suppress(SessionStoreError):
             self.connection.abort(error)
-        self._flush()
-        self._shut()
+        self._send_outbox()
+        self._close_gently()
+
+    def _close_gently(self) -> None:
+        """Send what is queued (replies, the reason for closing), then close without
+        letting a reset destroy it.
+
+        Closing a socket whose peer sent bytes we have not read makes the kernel
+        answer with a reset, which can discard our last frames before the peer
+        reads them: a refused token would look like a lost connection, a reply
+        taken before shutdown would be lost. So: end our side after the data
+        (FIN), read and discard what still comes, and close when the peer does,
+        or abort after ``_LINGER`` seconds if it never does.
+        """
+        self._write_now()
+        transport = self.transport
+        self._forget()
+        if transport is None or transport.is_closing():
+            return
+        if not transport.can_write_eof():  # TLS: its close sends close_notify after the data
+            transport.close()
+            return
+        try:
+            transport.write_eof()
+        except OSError:  # the peer is gone already (ENOTCONN): nothing is left to protect
+            transport.abort()
+            return
+        if not self.reading:
+            self.reading = True
+            transport.resume_reading()
+        self.linger_timer = self.loop.call_later(_LINGER, transport.abort)
+        self.server._lingering.add(self)
 
     def _shut(self) -> None:
         if self.transport is not None:
