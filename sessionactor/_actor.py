@@ -281,6 +281,12 @@ class Actor:
                 _WATCHDOG_TICK, self._check_parked
             )
 
+    @property
+    def settled(self) -> bool:
+        """Every turn handled so far is answered: none waits for its commit. Only then
+        does the state hold nothing that is not yet durable."""
+        return self._committed >= self._submitted and not self._parked
+
     def committed(self, seq: int, error: BaseException | None) -> None:
         """The writer made turn ``seq`` (and every one before) durable, or failed.
         Runs in the loop's thread (the writer hands it over)."""

@@ -485,9 +485,10 @@ class _ServedConnection(asyncio.Protocol):
             self._update_reading()
 
     def _actor_idle(self) -> bool:
-        """Nothing waits in the actor's mailbox: every call taken so far is handled."""
+        """Nothing waits in the actor's mailbox and, with a database, for a commit: every
+        call taken so far is handled and answered, so the state holds only what is durable."""
         actor = self.store._actor
-        return actor is not None and not actor.mailbox.qsize()
+        return actor is not None and not actor.mailbox.qsize() and actor.settled
 
     def _read_directly(self, call_id: int, operation: str, command: m.AnyCommand) -> None:
         """A read answered now, in this callback, from the actor's state.

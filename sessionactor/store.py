@@ -528,7 +528,8 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
     # would, without the queue, the future and the task switches. The reads still
     # touch the session and count in telemetry; they make no span and no duration
     # point. They do not wait behind queued calls: a write you sent and did not
-    # await may not be visible yet (one you awaited always is).
+    # await may not be visible yet (one you awaited always is). With a database they
+    # may see a change whose commit is under way; queued reads wait for it.
 
     def _read_now(self, command: m.Command[R]) -> R:
         if not self._open:

@@ -10,7 +10,9 @@ errors, and with telemetry or a bounded mailbox reads take the actor's path.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +24,7 @@ from sessionactor import (
     VariableNotFound,
     connect,
 )
+from sessionactor._journal import Turn
 from sessionactor.testing import capture_telemetry
 
 BOUND = 10.0  # seconds any test here may take
@@ -102,3 +105,35 @@ async def test_with_telemetry_every_read_still_has_its_span() -> None:
                     for _ in range(3):
                         await remote.get_variable("s1", "x")
         assert len(telemetry.spans("sessionactor.get_variable")) == 3
+
+
+async def test_with_a_database_a_read_waits_for_the_commit_of_what_it_would_see(
+    tmp_path: Path,
+) -> None:
+    """An idle mailbox is not enough: a turn may be handled and still wait for its
+    commit. A read answered then would show a change a crash could still undo."""
+    async with SessionStore(database=tmp_path / "store.sqlite") as store:
+        database = store._database
+        assert database is not None
+        gate = threading.Event()
+        commit = database._commit
+
+        def held_commit(turns: list[Turn]) -> None:
+            gate.wait(BOUND)
+            commit(turns)
+
+        async for client in _served(store):
+            async with asyncio.timeout(BOUND):
+                await client.create_session("s1")
+                await client.register_variable("s1", "x", "integer", 0)
+                database._commit = held_commit  # type: ignore[method-assign]
+                try:
+                    update = asyncio.ensure_future(client.update_variable("s1", "x", 1))
+                    await asyncio.sleep(0.1)  # handled, its commit held
+                    read = asyncio.ensure_future(client.get_variable_value("s1", "x"))
+                    done, _ = await asyncio.wait([read], timeout=0.3)
+                    assert not done, "a read answered before the commit of what it saw"
+                finally:
+                    gate.set()
+                assert await read == 1
+                assert (await update).version == 1
