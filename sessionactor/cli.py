@@ -29,7 +29,7 @@ from ._address import DEFAULT_ADDRESS
 from ._frozen import Limits
 from ._protocol import MAX_FRAME_BYTES
 from .client import TOKEN_ENVIRONMENT
-from .errors import SessionStoreError
+from .errors import PersistenceError, SessionStoreError
 from .server import SessionServer
 from .store import SessionStore
 
@@ -47,8 +47,9 @@ The store keeps sessions and their typed, versioned variables in memory; clients
 reach it with sessionactor.connect(ADDRESS). Once it accepts connections, serve
 prints one line "listening on ADDRESS" per address (with the real port when you
 asked for port 0). SIGTERM or Ctrl-C stops it cleanly: it stops accepting,
-answers every call it has taken, and exits 0. Everything is lost when it stops:
-the store is in memory.
+answers every call it has taken, and exits 0. Without --database everything is
+lost when it stops; with it, every acknowledged change is in an SQLite file and
+the next start carries on from there.
 """
 
 _EXAMPLES: Final = f"""\
@@ -200,6 +201,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=3600.0,
         help="how long a global program lives after it is stored. Default: %(default)g",
     )
+    store.add_argument(
+        "--database",
+        metavar="PATH",
+        default=None,
+        help="keep every change in this SQLite file (created if missing) and start from "
+        "what it holds; a change is acknowledged once it is committed. Default: in memory",
+    )
+    store.add_argument(
+        "--synchronous",
+        choices=("full", "normal", "off"),
+        default="full",
+        help="with --database, what an acknowledged change survives: 'full' a power "
+        "loss, 'normal' a crash of this process, 'off' whatever the OS keeps. "
+        "Default: %(default)s",
+    )
     limits = serve.add_argument_group("how much data one call may pass")
     defaults = Limits()
     limits.add_argument(
@@ -314,6 +330,8 @@ def configure(args: argparse.Namespace) -> tuple[SessionStore, SessionServer]:
             mailbox_size=args.mailbox_size,
             max_sessions=args.max_sessions,
             global_program_ttl=args.global_program_ttl,
+            database=args.database,
+            synchronous=args.synchronous,
             limits=Limits(
                 max_items=args.max_items,
                 max_string_length=args.max_string_length,
@@ -341,7 +359,11 @@ async def serve(store: SessionStore, server: SessionServer) -> None:
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signal_number, stop.set)
     try:
-        async with store:
+        async with contextlib.AsyncExitStack() as running:
+            try:
+                await running.enter_async_context(store)
+            except SessionStoreError as error:  # a database it cannot open
+                raise StartFailed(str(error)) from None
             try:
                 await server.start()  # closes what it bound if it fails
             except OSError as error:  # in use, not ours to bind, no such directory
@@ -359,6 +381,8 @@ async def serve(store: SessionStore, server: SessionServer) -> None:
                 await server.aclose()  # stop accepting, answer what was taken, close
         if not stop.is_set():
             raise StoreDied("the store stopped by itself (see the log above); exiting")
+    except PersistenceError as error:  # the database failed: the store stopped writing
+        raise StoreDied(f"the store stopped: {error}") from None
     finally:
         for signal_number in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signal_number)

@@ -305,3 +305,40 @@ async def test_tls_serves_clients_that_trust_its_certificate(
             async with connect(server.address, call_timeout=2.0):
                 pass
     assert server.alive()
+
+
+# -- with a database ----------------------------------------------------------------------
+
+
+async def test_with_a_database_what_was_acknowledged_survives_kill_9(
+    servers: ServerProcesses, tmp_path: Path
+) -> None:
+    database = tmp_path / "store.sqlite"
+    args = serve_args(LOOPBACK, extra=["--database", str(database), "--synchronous", "normal"])
+    first = servers.start(*args)
+    async with asyncio.timeout(CALL_BOUND), connect(first.address) as store:
+        await store.create_session("kept", ttl=float("inf"))
+        await store.register_variable("kept", "steps", "integer", 0)
+        for step in range(1, 21):
+            await store.update_variable("kept", "steps", step)
+    first.kill()  # SIGKILL: no clean stop, no final write
+    second = servers.start(*args)
+    async with asyncio.timeout(CALL_BOUND), connect(second.address) as store:
+        steps = await store.get_variable("kept", "steps")
+        assert (steps.value, steps.version) == (20, 20)
+    assert second.stop(signal.SIGTERM) == 0
+
+
+def test_a_file_that_is_not_a_store_database_is_one_line_and_exit_2(
+    servers: ServerProcesses, tmp_path: Path
+) -> None:
+    database = tmp_path / "notes.txt"
+    database.write_text("not a database\n" * 100)
+    before = database.read_bytes()
+    status, stdout, stderr = servers.run_to_exit(
+        *serve_args(LOOPBACK, extra=["--database", str(database)])
+    )
+    assert (status, stdout) == (2, "")
+    assert len(stderr.splitlines()) == 1, stderr
+    assert str(database) in stderr
+    assert database.read_bytes() == before
