@@ -179,6 +179,7 @@ class Actor:
                         failure.__cause__ = error
                         replies.append(_Failed(failure))
                 state.commands_processed += len(batch) - skipped
+                del command, future  # the last command (a large import...) is not kept idle
 
                 if durable:
                     # 2. persist: the turn's changes become one transaction; the turn

@@ -87,6 +87,9 @@ class _Facade:
     _limits: Limits = DEFAULT_LIMITS
     _types: TypeRegistry | None = None
     _asynchronous: ClassVar[bool]
+    # Whether a large argument's check should be handed to _call to run in steps: true
+    # where calls are made in the event loop that also runs the actor.
+    _checks_in_steps: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -202,6 +205,7 @@ class StoreCalls:
 
     _limits: Limits
     _types: TypeRegistry | None
+    _checks_in_steps: ClassVar[bool]
 
     # -- sessions ---------------------------------------------------------------------
 
@@ -469,7 +473,10 @@ class StoreCalls:
         ``InvalidImport`` (its ``errors`` are keyed by entry index) and the
         session is unchanged. Ids, versions and timestamps are kept.
         """
-        return m.ImportVariables(session_id, prepare_import(exported, self._types, self._limits))
+        checked = prepare_import(
+            exported, self._types, self._limits, in_steps=self._checks_in_steps
+        )
+        return m.ImportVariables(session_id, checked)
 
     # -- the whole store ---------------------------------------------------------------
 
@@ -498,7 +505,10 @@ class StoreCalls:
         ``InvalidImport`` (its ``errors`` are keyed by the session's index, -1 for
         the global programs) and nothing changes.
         """
-        return m.ImportStore(prepare_store_import(data, self._types, self._limits))
+        checked = prepare_store_import(
+            data, self._types, self._limits, in_steps=self._checks_in_steps
+        )
+        return m.ImportStore(checked)
 
     # -- optimization locks ---------------------------------------------------------------
 

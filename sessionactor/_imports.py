@@ -3,18 +3,23 @@
 An import is all or nothing, and checking a large one costs time in proportion
 to its size: every value goes through its type. So the checks that need only
 the entry itself (its keys, id, name, type, constraints, value, metadata,
-version, timestamps, and that no id or name appears twice) run when the call is
-made, in the caller's task; the actor adds only what needs the session (that no
-id or name is taken there) and applies the result in one short turn. Driven
-directly with raw entries, the functional core runs the same checks itself.
+version, timestamps, and that no id or name appears twice) run before the
+command reaches the actor, in the caller's task or thread; the actor adds only
+what needs the session (that no id or name is taken there) and applies the
+result in one short turn. In an event loop the checking goes in steps
+(:class:`Checking`), giving the loop back every :data:`STEP` entries, so a large
+import holds no one else's calls. Driven directly with raw entries, the
+functional core runs the same checks itself.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
+import re
 import time
-from collections.abc import Mapping, Sequence
-from typing import Final
+from collections.abc import Generator, Mapping, Sequence
+from typing import Final, TypeVar
 
 import attrs
 
@@ -39,16 +44,19 @@ from .errors import (
     ValidationError,
     describe,
 )
-from .model import Variable
-from .types import TypeRegistry
+from .model import Variable, build_variable
+from .types import CompiledConstraints, TypeRegistry, TypeSpec
 
 __all__ = [
     "EXPORT_KEYS",
+    "ID_COUNTER",
+    "STEP",
     "STORE_FORMAT",
     "STORE_FORMAT_VERSION",
     "CheckedImport",
     "CheckedSession",
     "CheckedStore",
+    "Checking",
     "check_entries",
     "check_store",
     "prepare_import",
@@ -74,35 +82,106 @@ _REQUIRED_KEYS: Final = ("id", "name", "type", "value")
 Rejection = tuple[ValidationError, str]  # a value its type refused, and the type's name
 
 
+ID_COUNTER: Final = re.compile(r"_(\d+)\Z")
+"""The number at the end of an id like ``var_x_12``: the store's next generated id
+must be above every imported one."""
+
+STEP: Final = 64
+"""Entries checked between two yields to the event loop: about half a millisecond."""
+
+T = TypeVar("T")
+Steps = Generator[None, None, T]
+"""A check that yields after every :data:`STEP` entries and returns its result."""
+
+
 @attrs.frozen(weakref_slot=False)
 class CheckedImport:
     """Import entries after the checks that need no session.
 
     ``variables`` holds each good entry with its index (revision 0, to be given
-    when applied); ``errors`` maps each faulty entry's index to what is wrong;
-    ``rejections`` are the type failures among them, for the rejection counter.
+    when applied: until then the variables are this object's alone);
+    ``errors`` maps each faulty entry's index to what is wrong; ``rejections``
+    are the type failures among them, for the rejection counter.
+    ``type_counts`` says how many good entries each type has, and
+    ``max_id_number`` is the largest number ending a good entry's id.
     """
 
     variables: tuple[tuple[int, Variable], ...]
     errors: Mapping[int, str]
     rejections: tuple[Rejection, ...]
+    type_counts: tuple[tuple[str, int], ...] = ()
+    max_id_number: int = 0
+
+
+class Checking:
+    """A check still to run, in steps: what a command carries until the store's
+    event loop has run it (:meth:`run`), yielding between steps."""
+
+    __slots__ = ("steps",)
+
+    def __init__(self, steps: Steps[object]) -> None:
+        self.steps = steps
+
+    async def run(self) -> object:
+        """The check's result, the loop given back after every step."""
+        steps = self.steps
+        try:
+            while True:
+                next(steps)
+                await asyncio.sleep(0)
+        except StopIteration as done:
+            return done.value
+        finally:
+            steps.close()  # cancelled half way: nothing more to check
+
+    def result(self) -> object:
+        """The check's result, run to the end at once."""
+        return finish_steps(self.steps)
+
+
+def finish_steps(steps: Steps[T]) -> T:
+    """Run a stepped check to its end without yielding."""
+    try:
+        while True:
+            next(steps)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
 
 
 def prepare_import(
-    exported: object, types: TypeRegistry | None, limits: Limits = DEFAULT_LIMITS
+    exported: object,
+    types: TypeRegistry | None,
+    limits: Limits = DEFAULT_LIMITS,
+    *,
+    in_steps: bool = False,
 ) -> object:
-    """The entries checked now, if this side knows the store's types; else a copy for
-    the side that does (a remote client sends them to the server, which checks them)."""
+    """The entries checked before they reach the actor, if this side knows the store's
+    types; else a copy for the side that does (a remote client sends them to the
+    server, which checks them).
+
+    ``in_steps``: for a caller in the store's event loop, a :class:`Checking` that
+    the store runs before it sends the command. The entries are read as the
+    check reaches them; the caller must not change them until the call returns.
+    """
     if isinstance(exported, str | bytes) or not isinstance(exported, Sequence):
         return exported  # the handler refuses it, naming it
     if types is None:
         return copy_value(exported, limits)
+    steps = _refusing(
+        entries_steps(tuple(exported), types, time.time(), limits), "import_variables"
+    )
+    return Checking(steps) if in_steps else finish_steps(steps)
+
+
+def _refusing(steps: Steps[T], operation: str) -> Steps[T | Refused]:
+    """The check's result, or what it raised as :class:`Refused` for the handler to raise
+    (so the error is the call's, counted and traced like any other)."""
     try:
-        return check_entries(exported, types, time.time(), limits)
+        return (yield from steps)
     except InvalidImport as error:
         return Refused(error)
     except Exception as error:  # a bug in a user type (from_json, check...)
-        failure = InternalError("import_variables", error)
+        failure = InternalError(operation, error)
         failure.__cause__ = error
         return Refused(failure)
 
@@ -111,6 +190,13 @@ def check_entries(
     entries: Sequence[object], types: TypeRegistry, wall: float, limits: Limits = DEFAULT_LIMITS
 ) -> CheckedImport:
     """Check every entry on its own and against the others; see :class:`CheckedImport`."""
+    return finish_steps(entries_steps(entries, types, wall, limits))
+
+
+def entries_steps(
+    entries: Sequence[object], types: TypeRegistry, wall: float, limits: Limits = DEFAULT_LIMITS
+) -> Steps[CheckedImport]:
+    """:func:`check_entries` in steps of :data:`STEP` entries."""
     if len(entries) > limits.max_items:
         raise InvalidImport(
             {}, f"import has {len(entries)} entries, more than the limit of {limits.max_items}"
@@ -120,9 +206,14 @@ def check_entries(
     rejections: list[Rejection] = []
     ids: set[str] = set()
     names: set[str] = set()
+    compiled: dict[tuple[str, str], CompiledConstraints] = {}
+    type_counts: dict[str, int] = {}
+    max_id_number = 0
     for index, entry in enumerate(entries):
+        if index and not index % STEP:
+            yield
         try:
-            variable = _check_entry(entry, types, wall, limits, rejections)
+            variable = _check_entry(entry, types, wall, limits, rejections, compiled)
             if variable.id in ids:
                 raise InvalidArgument(f"id {describe(variable.id)} appears twice in the import")
             if variable.name in names:
@@ -133,11 +224,39 @@ def check_entries(
         ids.add(variable.id)
         names.add(variable.name)
         good.append((index, variable))
-    return CheckedImport(tuple(good), errors, tuple(rejections))
+        type_counts[variable.type] = type_counts.get(variable.type, 0) + 1
+        number = ID_COUNTER.search(variable.id)
+        if number is not None and len(number.group(1)) < 20:  # a count, not a 1000-digit id
+            max_id_number = max(max_id_number, int(number.group(1)))
+    return CheckedImport(
+        tuple(good), errors, tuple(rejections), tuple(type_counts.items()), max_id_number
+    )
+
+
+def _constraints(
+    spec: TypeSpec,
+    raw: object,
+    types: TypeRegistry,
+    compiled: dict[tuple[str, str], CompiledConstraints],
+) -> CompiledConstraints:
+    """The entry's constraints compiled, once per distinct constraints in one import
+    (repr() of frozen JSON-like data is exact: it tells 1 from 1.0 and True)."""
+    if raw is not None and type(raw) is not FrozenMap:
+        return types.constraints_from_json(spec, raw)  # refused, naming it
+    key = (spec.name, repr(raw))
+    found = compiled.get(key)
+    if found is None:
+        compiled[key] = found = types.constraints_from_json(spec, raw)
+    return found
 
 
 def _check_entry(
-    entry: object, types: TypeRegistry, wall: float, limits: Limits, rejections: list[Rejection]
+    entry: object,
+    types: TypeRegistry,
+    wall: float,
+    limits: Limits,
+    rejections: list[Rejection],
+    compiled: dict[tuple[str, str], CompiledConstraints],
 ) -> Variable:
     if not isinstance(entry, Mapping):
         raise InvalidArgument(f"entry must be a mapping, got {describe(entry)}")
@@ -153,7 +272,7 @@ def _check_entry(
     raw_constraints = copy_mapping(
         entry.get("constraints"), limits, error=InvalidConstraint, what="constraints"
     )
-    constraints = types.constraints_from_json(spec, raw_constraints)
+    constraints = _constraints(spec, raw_constraints, types, compiled)
     try:
         value = copy_value(entry["value"], limits)
         if type(value) is Refused:
@@ -167,7 +286,7 @@ def _check_entry(
     version = check_version(entry.get("version", 0), "version")
     created_at = _check_timestamp(entry.get("created_at", wall), "created_at")
     updated_at = _check_timestamp(entry.get("updated_at", created_at), "updated_at")
-    return Variable(
+    return build_variable(
         variable_id,
         name,
         spec.name,
@@ -225,26 +344,31 @@ class CheckedStore:
 
 
 def prepare_store_import(
-    data: object, types: TypeRegistry | None, limits: Limits = DEFAULT_LIMITS
+    data: object,
+    types: TypeRegistry | None,
+    limits: Limits = DEFAULT_LIMITS,
+    *,
+    in_steps: bool = False,
 ) -> object:
-    """A whole-store import checked now, if this side knows the store's types; else a
-    copy for the side that does (see :func:`prepare_import`)."""
+    """A whole-store import checked before it reaches the actor, if this side knows the
+    store's types; else a copy for the side that does (see :func:`prepare_import`)."""
     if types is None:
         return copy_value(data, limits)
-    try:
-        return check_store(data, types, time.time(), limits)
-    except InvalidImport as error:
-        return Refused(error)
-    except Exception as error:  # a bug in a user type
-        failure = InternalError("import_store", error)
-        failure.__cause__ = error
-        return Refused(failure)
+    steps = _refusing(store_steps(data, types, time.time(), limits), "import_store")
+    return Checking(steps) if in_steps else finish_steps(steps)
 
 
 def check_store(
     data: object, types: TypeRegistry, wall: float, limits: Limits = DEFAULT_LIMITS
 ) -> CheckedStore:
     """Check what ``export_store`` gave (also after a JSON round trip), all of it."""
+    return finish_steps(store_steps(data, types, wall, limits))
+
+
+def store_steps(
+    data: object, types: TypeRegistry, wall: float, limits: Limits = DEFAULT_LIMITS
+) -> Steps[CheckedStore]:
+    """:func:`check_store` in steps (of :data:`STEP` sessions, or variables)."""
     if not isinstance(data, Mapping):
         raise InvalidImport({}, f"store data must be a mapping, got {describe(data)}")
     if data.get("format") != STORE_FORMAT or data.get("version") != STORE_FORMAT_VERSION:
@@ -261,17 +385,25 @@ def check_store(
     sessions_data = data.get("sessions", ())
     if isinstance(sessions_data, str | bytes) or not isinstance(sessions_data, Sequence):
         raise InvalidImport({}, f"sessions must be a list, got {describe(sessions_data)}")
-    total = sum(len(s.get("variables", ())) for s in sessions_data if isinstance(s, Mapping))
-    if total > limits.max_items:
+    sessions_data = tuple(sessions_data)
+    total = sum(len(_variables_of(session)) for session in sessions_data)
+    if len(sessions_data) + total > limits.max_items:
         raise InvalidImport(
-            {}, f"store data holds {total} variables, more than the limit of {limits.max_items}"
+            {},
+            f"store data holds {len(sessions_data)} sessions and {total} variables, "
+            f"more than the limit of {limits.max_items} items",
         )
     sessions: list[CheckedSession] = []
     errors: dict[int, str] = {}
     seen: set[str] = set()
+    since_yield = 0  # sessions and variables checked since the loop was last given back
     for index, session in enumerate(sessions_data):
+        since_yield += 1 + len(_variables_of(session))
+        if since_yield >= STEP:
+            yield
+            since_yield = 0
         try:
-            checked = _check_session(index, session, types, wall, limits)
+            checked = yield from _session_steps(index, session, types, wall, limits)
             if checked.id in seen:
                 raise InvalidArgument(f"session {describe(checked.id)} appears twice")
         except SessionStoreError as error:
@@ -293,6 +425,16 @@ def check_store(
     return CheckedStore(tuple(sessions), global_programs, errors)
 
 
+def _variables_of(session: object) -> Sequence[object]:
+    """A session's variable entries, if it has a list of them (else none: the session's
+    own check names what is wrong)."""
+    if isinstance(session, Mapping):
+        variables = session.get("variables", ())
+        if not isinstance(variables, str | bytes) and isinstance(variables, Sequence):
+            return variables
+    return ()
+
+
 _SESSION_KEYS: Final = frozenset(
     {
         "id",
@@ -307,9 +449,9 @@ _SESSION_KEYS: Final = frozenset(
 )
 
 
-def _check_session(
+def _session_steps(
     index: int, session: object, types: TypeRegistry, wall: float, limits: Limits
-) -> CheckedSession:
+) -> Steps[CheckedSession]:
     if not isinstance(session, Mapping):
         raise InvalidArgument(f"a session must be a mapping, got {describe(session)}")
     unknown = [key for key in session if key not in _SESSION_KEYS]
@@ -338,7 +480,7 @@ def _check_session(
         last_accessed,
         last_worker_id,
         programs,
-        check_entries(variables, types, wall, limits),
+        (yield from entries_steps(variables, types, wall, limits)),
     )
 
 

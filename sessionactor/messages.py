@@ -74,12 +74,24 @@ class Command(Generic[R]):
     (the caller's task, or a server's connection task) turns it into ``R``. So the
     slow part of a large reply (copying, filtering, converting to JSON) never holds
     the actor.
+
+    ``checks``: the field that may hold a :class:`~sessionactor._imports.Checking`,
+    a large argument's check that the store runs in steps before it sends the
+    command, so neither the actor nor the event loop is held by it.
+
+    ``special``: either of the two (the call path tests this one flag).
     """
 
     __slots__ = ()
     operation: ClassVar[str]
     finishes: ClassVar[bool] = False
+    checks: ClassVar[str | None] = None
+    special: ClassVar[bool] = False
     internal: ClassVar[bool] = False  # sent by the store to itself, never over a connection
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.special = cls.finishes or cls.checks is not None
 
 
 AnyCommand = Command[Any]
@@ -283,6 +295,7 @@ class ExportVariables(Command[list[dict[str, Any]]]):
 @attrs.define(weakref_slot=False)
 class ImportVariables(Command[int]):
     operation: ClassVar[str] = "import_variables"
+    checks: ClassVar[str | None] = "exported"
     session_id: object
     exported: object
 
@@ -296,6 +309,7 @@ class ExportStore(Command[dict[str, Any]]):
 @attrs.define(weakref_slot=False)
 class ImportStore(Command[int]):
     operation: ClassVar[str] = "import_store"
+    checks: ClassVar[str | None] = "data"
     data: object
 
 

@@ -26,6 +26,7 @@ from . import messages as m
 from ._actor import NO_DEADLINE, Actor, finish
 from ._api import AsyncFacade, StoreCalls
 from ._frozen import Limits
+from ._imports import Checking
 from ._journal import Turn
 from ._watch import Watcher, Watching, group_by_session
 from .errors import CallTimeout, InvalidArgument, PersistenceError, StoreClosed, describe
@@ -135,6 +136,8 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
             power loss), ``"normal"`` (it survives a crash of the process) or
             ``"off"`` (the operating system decides when it reaches the disk).
     """
+
+    _checks_in_steps = True  # calls are made in the loop that runs the actor
 
     def __init__(
         self,
@@ -413,6 +416,23 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
         # that runs the loop is recorded at start and forgotten at stop.
         if _thread_id() != self._loop_thread:
             self._refuse(command)
+        if command.special:
+            return self._special_call(command)
+        future: asyncio.Future[R] = _Future(loop=self._loop)
+        envelope = (command, future, _monotonic() + self._timeout_seconds)
+        try:
+            self._put(envelope)
+        except asyncio.QueueFull:
+            return self._call_after_room(envelope)
+        return future
+
+    def _special_call(self, command: m.Command[R]) -> Awaitable[R]:
+        """``_call`` for a command whose argument is checked first, or whose reply is
+        finished in the caller's task (see :class:`~sessionactor.messages.Command`)."""
+        if command.checks is not None:
+            pending = getattr(command, command.checks)
+            if type(pending) is Checking:
+                return self._check_then_call(command, pending)
         future: asyncio.Future[R] = _Future(loop=self._loop)
         envelope = (command, future, _monotonic() + self._timeout_seconds)
         try:
@@ -422,6 +442,14 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
         if command.finishes:
             return self._finished(future, command.operation)
         return future
+
+    async def _check_then_call(self, command: m.Command[R], pending: Checking) -> R:
+        """Run the command's check in steps (the loop serves others between them), then
+        send it. Nothing is sent if the caller gives up or the store stops meanwhile."""
+        setattr(command, cast(str, command.checks), await pending.run())
+        if not self._open:
+            self._refuse(command)
+        return await self._special_call(command)
 
     def _refuse(self, command: m.AnyCommand) -> NoReturn:
         if not self._open:

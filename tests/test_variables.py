@@ -28,6 +28,7 @@ from sessionactor import (
     SessionNotFound,
     SessionStore,
     SessionStoreError,
+    StoreClosed,
     Tensor,
     ValidationError,
     Variable,
@@ -779,6 +780,86 @@ async def test_import_rejects_names_repeated_within_the_import(
 async def test_import_of_nothing_imports_nothing(store: SessionStore, session_id: str) -> None:
     assert await store.import_variables(session_id, []) == 0
     assert await store.list_variables(session_id) == []
+
+
+def _float_entries(count: int, *, start: int = 0) -> list[dict[str, Any]]:
+    return [
+        {"id": f"var_v{i}_{i + 1}", "name": f"v{i}", "type": "float", "value": i / 2}
+        for i in range(start, start + count)
+    ]
+
+
+async def test_a_large_import_lets_other_calls_run_while_it_is_checked(store: SessionStore) -> None:
+    """The check of a large import goes in steps: the loop (and so the actor) serves
+    other callers between them, and the import then lands whole, in one turn."""
+    await store.create_session("hot")
+    await store.register_variable("hot", "x", "integer", 0)
+    await store.create_session("target")
+    seen_sizes: list[int] = []
+
+    async def reader() -> int:
+        served = 0
+        while not importing.done():
+            seen_sizes.append(len(await store.list_variables("target", "v1*")))
+            await store.update_variable("hot", "x", served + 1)
+            served += 1
+        return served
+
+    importing = asyncio.ensure_future(store.import_variables("target", _float_entries(20_000)))
+    served = await reader()
+    assert await importing == 20_000
+    # One step holds the loop for 64 entries: a 20,000-entry check has hundreds.
+    assert served >= 20
+    assert set(seen_sizes) <= {0, 11_111}  # nothing half-imported was ever seen
+    assert (await store.get_variable("hot", "x")).version == served
+
+
+async def test_an_import_given_up_while_it_is_checked_changes_nothing(store: SessionStore) -> None:
+    await store.create_session("target")
+    await store.register_variable("target", "before", "integer", 0)
+    importing = asyncio.ensure_future(store.import_variables("target", _float_entries(20_000)))
+    for _ in range(5):
+        await asyncio.sleep(0)  # the check is under way
+    importing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await importing
+    await store.register_variable("target", "after", "integer", 0)
+    assert [v.name for v in await store.list_variables("target")] == ["before", "after"]
+    before, after = await store.list_variables("target")
+    assert after.revision == before.revision + 1  # no revision went to the import
+    assert (await store.get_stats()).current_variables == 2
+    assert await store.import_variables("target", _float_entries(100)) == 100
+
+
+async def test_a_store_stopped_while_an_import_is_checked_refuses_it() -> None:
+    store = SessionStore()
+    async with store:
+        await store.create_session("target")
+        importing = asyncio.ensure_future(store.import_variables("target", _float_entries(20_000)))
+        await asyncio.sleep(0)
+    with pytest.raises(StoreClosed):
+        await importing
+
+
+async def test_an_import_checks_each_distinct_constraints_exactly(store: SessionStore) -> None:
+    """Equal-looking constraints (1 and 1.0, 0.0 and -0.0) stay what each entry said,
+    though the import compiles each distinct one once."""
+    await store.create_session("target")
+    bounds: list[dict[str, Any]] = [{"min": 1}, {"min": 1.0}, {"min": 0.0}, {"min": -0.0}]
+    entries = [
+        {
+            "id": f"var_b{i}_{i + 1}",
+            "name": f"b{i}",
+            "type": "float",
+            "value": 2.0,
+            "constraints": c,
+        }
+        for i, c in enumerate(bounds * 3)
+    ]
+    await store.import_variables("target", entries)
+    for i, expected in enumerate(bounds * 3):
+        got = (await store.get_variable("target", f"b{i}")).constraints["min"]
+        assert (type(got), repr(got)) == (type(expected["min"]), repr(expected["min"]))
 
 
 # --------------------------------------------------------------------------
