@@ -3,12 +3,19 @@
 The actor hands each turn's change records (:mod:`._journal`) to
 :meth:`Database.submit`, which only queues them. One writer thread, with its own
 connection, takes whatever has queued, folds it into its net effect (the last
-state of each session, variable and program) and writes that in one
-transaction, then reports through ``on_commit`` which turns are durable. The
-event loop's thread never touches the disk.
+state of each session, variable and program) and appends that to the ``log``
+table as one row, one transaction, then reports through ``on_commit`` which
+turns are durable. The event loop's thread never touches the disk.
 
-A database file holds five tables (``meta``, ``sessions``, ``variables``,
-``programs``, ``global_programs``) under ``PRAGMA user_version`` =
+The log is folded into the other tables by checkpoints (:data:`CHECKPOINT_IDLE`,
+:data:`CHECKPOINT_RECORDS`, and at a clean close): a variable written many
+times between two checkpoints is one row write. Opening a file with a log left
+over (a crash) replays it first, in one transaction. A commit is then one
+INSERT whatever its size, which keeps the writer's work and its calls into
+SQLite (each a wait for the GIL when the event loop is busy) few.
+
+A database file holds six tables (``meta``, ``sessions``, ``variables``,
+``programs``, ``global_programs``, ``log``) under ``PRAGMA user_version`` =
 :data:`SCHEMA_VERSION` and ``PRAGMA application_id`` = :data:`APPLICATION_ID`;
 ``docs/durability.md`` describes them for an operator. Values are stored so
 that everything comes back exactly:
@@ -53,6 +60,7 @@ from types import MappingProxyType
 from typing import Final
 
 import attrs
+import msgpack
 
 from ._frozen import freeze_mapping
 from ._journal import (
@@ -141,6 +149,10 @@ _SCHEMA: Final = (
     data BLOB NOT NULL,
     expires_at NOT NULL
 )""",
+    """CREATE TABLE log (
+    seq INTEGER PRIMARY KEY,
+    statements BLOB NOT NULL
+)""",
 )
 
 _COUNTER_FIELDS: Final = tuple(field.name for field in attrs.fields(Counters))
@@ -189,6 +201,31 @@ _WRITE_COUNTERS: Final = (
 )
 _MARK_CLEAN: Final = "UPDATE meta SET clean_shutdown = 1 WHERE clean_shutdown = 0"
 _INSERT_META: Final = f"INSERT INTO meta VALUES (1, {', '.join('0' for _ in _COUNTER_FIELDS)}, 1)"
+
+# The statements a commit may run, by their number in a log entry.
+_LOGGED: Final = (
+    _DELETE_SESSION,
+    _DELETE_VARIABLE,
+    _DELETE_PROGRAM,
+    _DELETE_GLOBAL_PROGRAM,
+    _UPSERT_SESSION,
+    _TOUCH_SESSION,
+    _UPSERT_VARIABLE,
+    _UPDATE_VARIABLE,
+    _UPSERT_PROGRAM,
+    _UPSERT_GLOBAL_PROGRAM,
+    _WRITE_COUNTERS,
+)
+_LOGGED_NUMBER: Final = {sql: number for number, sql in enumerate(_LOGGED)}
+_INSERT_LOG: Final = "INSERT INTO log (statements) VALUES (?)"
+_SELECT_LOG: Final = "SELECT seq, statements FROM log ORDER BY seq"
+_TRUNCATE_LOG: Final = "DELETE FROM log WHERE seq <= ?"
+
+CHECKPOINT_RECORDS: Final = 20_000
+"""Records logged since the last checkpoint that make the writer fold them into the
+tables (hot variables written many times make one row each)."""
+CHECKPOINT_IDLE: Final = 0.05
+"""Seconds without a turn to commit after which the writer folds the log in."""
 
 _SELECT_SESSIONS: Final = """SELECT id, created_at, last_accessed, ttl, expires_at, metadata,
     last_worker_id, total_variable_updates FROM sessions ORDER BY rowid"""
@@ -335,6 +372,10 @@ def _from_mapping_json(stored: object) -> Mapping[str, object]:
 # Folding turns into one transaction
 
 
+Statements = list[tuple[str, list[tuple[object, ...]]]]
+"""SQL statements with their rows, in the order to run them."""
+
+
 class _Batch:
     """The net effect of consecutive turns: what one transaction must write.
 
@@ -415,9 +456,7 @@ class _Batch:
         self.counters = turn.counters
         self.turns += 1
 
-    def statements(
-        self, types: Mapping[str, TypeSpec]
-    ) -> list[tuple[str, list[tuple[object, ...]]]]:
+    def statements(self, types: Mapping[str, TypeSpec]) -> Statements:
         """The statements of the transaction with their rows, in the order to run them.
 
         Everything is encoded here, before the transaction begins, so that a value
@@ -466,6 +505,58 @@ class _Batch:
             values = tuple(getattr(counters, name) for name in _COUNTER_FIELDS)
             statements.append((_WRITE_COUNTERS, [values]))
         return [(sql, rows) for sql, rows in statements if rows]
+
+
+def _run(connection: sqlite3.Connection, statements: Statements) -> None:
+    """Run a batch's statements in the transaction that is open."""
+    for sql, rows in statements:
+        cursor = connection.executemany(sql, rows)
+        if sql is _UPDATE_VARIABLE and cursor.rowcount != len(rows):
+            # a change to a variable the database does not hold: refuse to lose it
+            raise sqlite3.IntegrityError(
+                f"{len(rows) - cursor.rowcount} changed variables have no row"
+            )
+
+
+def _log_entry(statements: Statements) -> bytes:
+    """A commit's statements as one log entry: msgpack of ``[[number, rows], ...]``.
+
+    The rows hold only what SQLite binds (str, bytes, float, int, None), and
+    msgpack keeps each exactly (a float's 8 bytes, bytes apart from str).
+    """
+    entry: bytes = msgpack.packb(
+        [(_LOGGED_NUMBER[sql], rows) for sql, rows in statements], use_bin_type=True
+    )
+    return entry
+
+
+def _replay(connection: sqlite3.Connection) -> int:
+    """Fold the log into the tables, in one transaction; returns the entries replayed.
+
+    The log holds the commits made since the last checkpoint, in order, each as
+    the statements it would have run: running them in order gives the tables
+    the state of the last commit.
+    """
+    entries = connection.execute(_SELECT_LOG).fetchall()
+    if not entries:
+        return 0
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for seq, entry in entries:
+            try:
+                logged = msgpack.unpackb(entry, raw=False, use_list=False)
+                statements = [(_LOGGED[number], list(rows)) for number, rows in logged]
+            except (ValueError, TypeError, IndexError, msgpack.UnpackException) as error:
+                raise ValueError(f"log entry {seq} cannot be read: {error}") from error
+            _run(connection, statements)
+        connection.execute(_TRUNCATE_LOG, (entries[-1][0],))
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            with suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+        raise
+    return len(entries)
 
 
 def _real(value: float) -> float | str:
@@ -872,6 +963,14 @@ class Database:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._closed = False
+        # The writer's own: what the log holds since the last checkpoint, folded.
+        self._folded = _Batch()
+        self._logged_records = 0
+        self._last_entry = 0  # the log's last seq
+        self.commits = 0
+        """Transactions committed so far (each holds one or more turns)."""
+        self.checkpoints = 0
+        """Times the log was folded into the tables."""
 
     @property
     def path(self) -> str:
@@ -892,6 +991,7 @@ class Database:
                     self._path,
                 )
         try:
+            _replay(self._connection)  # what the last run logged and did not fold in
             return _load(self._connection, self._types)
         except (sqlite3.Error, ValueError) as error:
             raise PersistenceError(
@@ -1056,54 +1156,92 @@ class Database:
         while True:
             with self._lock:
                 while not self._pending and not self._stopping:
-                    self._queued.wait()
-                if not self._pending:
-                    return
+                    if self._logged_records and not self._queued.wait(CHECKPOINT_IDLE):
+                        break  # idle: fold the log in while nothing waits
+                    if not self._logged_records:
+                        self._queued.wait()
                 turns = self._pending
                 self._pending = []
                 last = self._submitted  # the queue holds every turn after the last batch
+                stopping = self._stopping
             try:
-                self._commit(turns)
+                if turns:
+                    self._commit(turns)
+                elif not stopping:
+                    self._checkpoint()
+                    continue
             except Exception as cause:
-                failure = PersistenceError(
-                    f"commit to database {self._path} failed: {cause}", self._path
-                )
-                failure.__cause__ = cause
-                _log.error("%s; the store stops writing", failure)
-                with self._lock:
-                    self._failure = failure
-                    self._pending.clear()
-                    committed = self._committed
-                    self._committed_changed.notify_all()
-                self._report(committed, failure)
+                self._fail(cause)
                 return
-            with self._lock:
-                self._committed = last
-                self._committed_changed.notify_all()
-            self._report(last, None)
+            if turns:
+                with self._lock:
+                    self._committed = last
+                    self._committed_changed.notify_all()
+                self._report(last, None)
+            if stopping and not turns:
+                try:
+                    self._checkpoint()  # a clean stop leaves the log empty
+                except Exception as cause:
+                    self._fail(cause)
+                return
+            if self._logged_records >= CHECKPOINT_RECORDS:
+                try:
+                    self._checkpoint()
+                except Exception as cause:
+                    self._fail(cause)
+                    return
+
+    def _fail(self, cause: Exception) -> None:
+        """A commit or checkpoint failed: no more writes, and the store learns why."""
+        failure = PersistenceError(f"commit to database {self._path} failed: {cause}", self._path)
+        failure.__cause__ = cause
+        _log.error("%s; the store stops writing", failure)
+        with self._lock:
+            self._failure = failure
+            self._pending.clear()
+            committed = self._committed
+            self._committed_changed.notify_all()
+        self._report(committed, failure)
 
     def _commit(self, turns: list[Turn]) -> None:
+        """Make ``turns`` durable as one entry of the log: one row, whatever their size.
+
+        The tables take the change later, folded with others (:meth:`_checkpoint`).
+        """
         batch = _Batch()
+        folded = self._folded
+        records = 0
         for turn in turns:
             batch.add(turn)
-        statements = batch.statements(self._types)
+            folded.add(turn)
+            records += len(turn.records)
+        entry = _log_entry(batch.statements(self._types))
+        # One statement outside BEGIN is its own transaction: one call into SQLite (and
+        # one wait for the GIL after it, when the event loop is busy) instead of three.
+        self._last_entry = self._connection.execute(_INSERT_LOG, (entry,)).lastrowid or 0
+        self._logged_records += max(records, 1)
+        self.commits += 1
+
+    def _checkpoint(self) -> None:
+        """Fold what the log holds into the tables and empty it, in one transaction: a
+        variable written a thousand times since the last checkpoint is one row write."""
+        if not self._logged_records:
+            return
+        statements = self._folded.statements(self._types)
         connection = self._connection
         try:
             connection.execute("BEGIN IMMEDIATE")
-            for sql, rows in statements:
-                cursor = connection.executemany(sql, rows)
-                if sql is _UPDATE_VARIABLE and cursor.rowcount != len(rows):
-                    # a change to a variable the database does not hold: refuse to lose it
-                    raise sqlite3.IntegrityError(
-                        f"{len(rows) - cursor.rowcount} changed variables have no row"
-                    )
+            _run(connection, statements)
+            connection.execute(_TRUNCATE_LOG, (self._last_entry,))
             connection.execute("COMMIT")
         except BaseException:
-            # SQLite rolls some failures back by itself (a full disk, an I/O error).
             if connection.in_transaction:
-                with suppress(sqlite3.Error):  # the commit's own error is the one to report
+                with suppress(sqlite3.Error):
                     connection.execute("ROLLBACK")
             raise
+        self._folded = _Batch()
+        self._logged_records = 0
+        self.checkpoints += 1
 
     def _report(self, seq: int, error: PersistenceError | None) -> None:
         callback = self._on_commit

@@ -19,17 +19,19 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, cast
 
 import attrs
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sessionactor import _persistence as persistence
 from sessionactor._frozen import FrozenMap, freeze_mapping
 from sessionactor._journal import (
     Counters,
@@ -221,6 +223,24 @@ def commit_together(path: Path, *turns: Turn) -> None:
     assert commits.calls == [(1, None), (len(turns) + 1, None)]
 
 
+# The folding fixture is set once per test, for all its examples.
+FOLDING_PER_TEST = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+
+
+@pytest.fixture(params=["at close", "after every commit", "on open after a crash"])
+def folding(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """When the log reaches the tables: a commit only appends the turns to the log, and
+    a checkpoint folds the log in (at a clean close, when it has grown, or when the
+    writer is idle); after a crash, the next open replays what is left. All three
+    must give the same tables."""
+    if request.param == "after every commit":
+        monkeypatch.setattr(persistence, "CHECKPOINT_RECORDS", 1)
+    elif request.param == "on open after a crash":
+        # The process dies before any checkpoint: the log holds every commit.
+        monkeypatch.setattr(Database, "_checkpoint", lambda self: None)
+    return str(request.param)
+
+
 @pytest.fixture(params=["separately", "together"])
 def commit_turns(request: pytest.FixtureRequest) -> Callable[..., None]:
     """Commit turns one transaction each, or all in one transaction."""
@@ -322,7 +342,7 @@ all_counters = st.builds(Counters, *([int64] * len(attrs.fields(Counters))))
 # Exact round trips
 
 
-@settings(max_examples=40)
+@settings(max_examples=40, suppress_health_check=FOLDING_PER_TEST)
 @given(
     rows=st.lists(session_rows, min_size=1, max_size=4, unique_by=lambda row: row.id),
     program_ids=st.lists(texts, max_size=3, unique=True),
@@ -337,6 +357,7 @@ all_counters = st.builds(Counters, *([int64] * len(attrs.fields(Counters))))
     final=all_counters,
 )
 def test_sessions_programs_and_counters_come_back_exactly(
+    folding: str,
     tmp_path_factory: pytest.TempPathFactory,
     rows: list[SessionRow],
     program_ids: list[str],
@@ -359,7 +380,7 @@ def test_sessions_programs_and_counters_come_back_exactly(
     assert dict(loaded.variables) == {row.id: () for row in rows}
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, suppress_health_check=FOLDING_PER_TEST)
 @given(
     row=session_rows,
     written=st.lists(
@@ -367,6 +388,7 @@ def test_sessions_programs_and_counters_come_back_exactly(
     ),
 )
 def test_variables_of_every_type_come_back_exactly(
+    folding: str,
     tmp_path_factory: pytest.TempPathFactory,
     row: SessionRow,
     written: list[tuple[Variable, float | None]],
@@ -382,7 +404,9 @@ def test_variables_of_every_type_come_back_exactly(
 
 
 @pytest.mark.parametrize("type_name", sorted(VALUES))
-def test_each_builtin_type_is_covered_by_the_round_trip(type_name: str, tmp_path: Path) -> None:
+def test_each_builtin_type_is_covered_by_the_round_trip(
+    type_name: str, folding: str, tmp_path: Path
+) -> None:
     # A fixed example per type, so a type never escapes the property test by chance.
     value = {
         "float": -0.0,
@@ -796,12 +820,13 @@ def turns_of(model: Model, steps: list[tuple[tuple[object, ...], bool]], first: 
     return turns
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, suppress_health_check=FOLDING_PER_TEST)
 @given(
     committed=st.lists(st.tuples(operations, st.booleans()), max_size=25),
     coalesced=st.lists(st.tuples(operations, st.booleans()), max_size=40),
 )
 def test_any_records_leave_what_replaying_them_in_order_gives(
+    folding: str,
     tmp_path_factory: pytest.TempPathFactory,
     committed: list[tuple[tuple[object, ...], bool]],
     coalesced: list[tuple[tuple[object, ...], bool]],
@@ -1043,6 +1068,96 @@ def test_the_schema_is_readable_with_plain_sqlite(tmp_path: Path) -> None:
         ).fetchall() == [('"NaN"', 1, 1, 1)]
     finally:
         connection.close()
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+
+
+def test_while_the_writer_is_idle_the_tables_catch_up_with_the_log(tmp_path: Path) -> None:
+    """A commit appends to the log; an idle writer folds the log into the tables soon
+    after, so an operator reading the tables of a running store sees recent state."""
+    path = tmp_path / "store.sqlite"
+    turns = [
+        Turn(
+            (
+                SessionWritten(session_row()),
+                VariableWritten("s", float_variable(value=float(n), version=n), 1, None),
+            ),
+            counters(n),
+        )
+        for n in range(1, 4)
+    ]
+    with running(path) as (database, _):
+        for turn in turns:
+            database.submit(turn)
+        database.flush(WAIT)
+        reader = _read_only(path)
+        try:
+            deadline = time.monotonic() + WAIT
+            while reader.execute("SELECT count(*) FROM log").fetchone()[0]:
+                assert time.monotonic() < deadline, "the idle writer never folded the log"
+                time.sleep(0.01)
+            assert reader.execute("SELECT value, version FROM variables").fetchall() == [("3.0", 3)]
+            assert reader.execute("SELECT revision FROM meta").fetchone() == (3,)
+        finally:
+            reader.close()
+        assert database.checkpoints >= 1
+
+
+def test_a_clean_close_leaves_the_log_empty(tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite"
+    _first_run(path)
+    reader = _read_only(path)
+    try:
+        assert reader.execute("SELECT count(*) FROM log").fetchone() == (0,)
+        assert reader.execute("SELECT count(*) FROM variables").fetchone() == (1,)
+    finally:
+        reader.close()
+
+
+def test_a_failed_checkpoint_fails_stop_and_the_log_keeps_every_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "store.sqlite"
+    _first_run(path)
+    update = VariableWritten("s", float_variable(value=2.0, version=1), 1, None)
+
+    def failing_run(connection: sqlite3.Connection, statements: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(persistence, "CHECKPOINT_RECORDS", 1)  # fold after each commit
+    monkeypatch.setattr(persistence, "_run", failing_run)
+    with running(path) as (database, commits):
+        database.submit(Turn((update,), counters(2)))
+        failure = commits.failure()
+        assert isinstance(failure, PersistenceError) and "full" in str(failure)
+        assert commits.calls[0] == (1, None)  # the commit itself was made durable
+        with pytest.raises(PersistenceError, match="full"):
+            database.submit(Turn((), counters(3)))
+    monkeypatch.undo()
+
+    loaded = load(path)  # replays the log the checkpoint could not fold in
+    assert same((update,), loaded.variables["s"])
+    assert (loaded.counters, loaded.clean_shutdown) == (counters(2), False)
+
+
+def test_a_log_entry_that_cannot_be_read_is_refused_and_left_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "store.sqlite"
+    monkeypatch.setattr(Database, "_checkpoint", lambda self: None)  # crash: log kept
+    commit(path, Turn((SessionWritten(session_row()),), counters(1)))
+    monkeypatch.undo()
+    with closing(sqlite3.connect(path)) as connection:
+        connection.execute("UPDATE log SET statements = x'c1c1'")  # 0xc1: never valid
+        connection.commit()
+    before = fingerprint(tmp_path)
+
+    with pytest.raises(PersistenceError, match="log entry 1 cannot be read") as refused:
+        load(path)
+    assert refused.value.path == str(path)
+    assert fingerprint(tmp_path) == before
 
 
 # ---------------------------------------------------------------------------
