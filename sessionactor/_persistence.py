@@ -969,6 +969,8 @@ class Database:
         self._last_entry = 0  # the log's last seq
         self.commits = 0
         """Transactions committed so far (each holds one or more turns)."""
+        self.turns_committed = 0
+        """Turns those transactions held: over ``commits``, the turns per commit."""
         self.checkpoints = 0
         """Times the log was folded into the tables."""
 
@@ -1221,6 +1223,7 @@ class Database:
         self._last_entry = self._connection.execute(_INSERT_LOG, (entry,)).lastrowid or 0
         self._logged_records += max(records, 1)
         self.commits += 1
+        self.turns_committed += len(turns)
 
     def _checkpoint(self) -> None:
         """Fold what the log holds into the tables and empty it, in one transaction: a
