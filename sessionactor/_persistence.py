@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import functools
 import json
+import json.scanner
 import logging
 import math
 import os
@@ -79,7 +80,7 @@ from ._journal import (
     VariableWritten,
 )
 from .errors import InvalidArgument, PersistenceError, describe
-from .model import Variable
+from .model import build_variable
 from .types import TypeRegistry, TypeSpec
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SYNCHRONOUS_MODES", "Database", "Loaded"]
@@ -246,6 +247,7 @@ _SELECT_OBJECTS: Final = (
 # Encoding: each field by its own type, so that everything comes back exactly.
 
 _NAN: Final = "NaN"  # a float column's NaN (SQLite would bind NaN as NULL)
+_MAPPING_CACHE: Final = 4096  # distinct mapping texts kept decoded while loading
 
 
 def _text(value: str) -> str | bytes:
@@ -338,7 +340,7 @@ def _json_encoder() -> Callable[[object], str]:
 
 
 _encode_json: Final = _json_encoder()
-_decode_json: Final = json.JSONDecoder().decode
+_scan_json: Final = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 _float_repr: Final = float.__repr__  # what json writes for a finite float
 
 
@@ -349,7 +351,16 @@ def _to_json(value: object) -> str | bytes:
 
 
 def _from_json(stored: object) -> object:
-    return _decode_json(_from_text(stored))
+    # The scanner itself (C on CPython): the text is exactly one JSON value, as
+    # written, so JSONDecoder.decode's whitespace handling is not needed.
+    text = _from_text(stored)
+    try:
+        value, end = _scan_json(text, 0)
+    except StopIteration as stop:
+        raise ValueError(f"not JSON at character {stop.value}: {text[:40]!r}") from None
+    if end != len(text):
+        raise ValueError(f"extra data after JSON at character {end}: {text[:40]!r}")
+    return value
 
 
 def _mapping_json(value: Mapping[str, object]) -> str | bytes:
@@ -676,6 +687,18 @@ def _load(connection: sqlite3.Connection, types: Mapping[str, TypeSpec]) -> Load
             raise ValueError(f"session {describe(row[0])} cannot be read: {error}") from error
 
     variables: dict[str, list[VariableWritten]] = {row.id: [] for row in sessions}
+    # Constraints and metadata repeat (most variables share a few of each): decode
+    # each distinct text once. Frozen mappings are immutable, so sharing is safe.
+    mappings: dict[object, Mapping[str, object]] = {}
+
+    def mapping(stored: object) -> Mapping[str, object]:
+        found = mappings.get(stored)
+        if found is None:
+            if len(mappings) >= _MAPPING_CACHE:
+                mappings.clear()
+            found = mappings[stored] = _from_mapping_json(stored)
+        return found
+
     for row in connection.execute(_SELECT_VARIABLES):
         try:
             session_id = _from_text(row[0])
@@ -685,26 +708,23 @@ def _load(connection: sqlite3.Connection, types: Mapping[str, TypeSpec]) -> Load
                 raise TypeError(
                     f"its type {describe(type_name)} is not in the database's type registry"
                 )
-            variable = Variable(
-                id=_from_text(row[1]),
-                name=_from_text(row[3]),
-                type=type_name,
-                value=spec.from_json(_from_json(row[5])),
-                constraints=_from_mapping_json(row[6]),
-                metadata=_from_mapping_json(row[7]),
-                version=_from_integer(row[8]),
-                revision=_from_integer(row[9]),
-                created_at=_from_real(row[10]),
-                updated_at=_from_real(row[11]),
-                optimizer_id=_from_optional_text(row[12]),
-                optimization_started_at=_from_optional_real(row[13]),
+            variable = build_variable(
+                _from_text(row[1]),
+                _from_text(row[3]),
+                type_name,
+                spec.from_json(_from_json(row[5])),
+                mapping(row[6]),
+                mapping(row[7]),
+                _from_integer(row[8]),
+                _from_real(row[10]),
+                _from_real(row[11]),
+                _from_integer(row[9]),
+                _from_optional_text(row[12]),
+                _from_optional_real(row[13]),
             )
             variables[session_id].append(
                 VariableWritten(
-                    session_id=session_id,
-                    variable=variable,
-                    position=_from_integer(row[2]),
-                    lease_expires_at=_from_optional_real(row[14]),
+                    session_id, variable, _from_integer(row[2]), _from_optional_real(row[14])
                 )
             )
         except Exception as error:  # from_json of a custom type may raise anything

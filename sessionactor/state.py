@@ -127,7 +127,6 @@ from .model import (
     StoreStats,
     Variable,
     VariableChange,
-    build_variable,
     next_version,
 )
 from .types import CompiledConstraints, TypeRegistry, TypeSpec
@@ -1547,7 +1546,7 @@ class StoreState:
             )
             self._sessions[row.id] = record
             self._schedule(record)
-        shared: dict[str, FrozenMap] = {}  # equal metadata restored as one object
+        shared: dict[tuple[str, int], tuple[object, Mapping[str, object]]] = {}
         for session_id, written in loaded.variables.items():
             owner = self._sessions.get(session_id)
             if owner is not None:
@@ -1573,48 +1572,54 @@ class StoreState:
         self,
         record: _SessionRecord,
         entry: VariableWritten,
-        shared: dict[str, FrozenMap],
+        shared: dict[tuple[str, int], tuple[object, Mapping[str, object]]],
         journal: list[Record],
     ) -> None:
+        """Adopt one loaded variable. It is the load's own (no one else has seen it), so
+        it is kept as it is, with the store's interned constraints and one object per
+        equal metadata stamped in. The loader gives equal mappings as one object, so
+        each distinct one is compiled or checked once (``shared``: by the object's
+        id, with the object itself to tell a reused id)."""
         variable = entry.variable
-        spec = self.types.resolve(variable.type)
-        constraints = self._constraints.get((spec.name, repr(variable.constraints)))
-        if constraints is None:
-            constraints = self._intern(self.types.constraints(spec, variable.constraints))
-        metadata = variable.metadata
-        if len(metadata) < 16:
-            key = repr(metadata)
-            metadata = shared.setdefault(key, check_metadata(metadata))
-        optimizer_id = variable.optimizer_id
-        started_at = variable.optimization_started_at
+        stamp = object.__setattr__
+        loaded_constraints = variable.constraints
+        key = (variable.type, id(loaded_constraints))
+        found = shared.get(key)
+        if found is not None and found[0] is loaded_constraints:
+            constraints = found[1]
+        else:
+            spec = self.types.resolve(variable.type)
+            interned = self._constraints.get((spec.name, repr(loaded_constraints)))
+            if interned is None:
+                interned = self._intern(self.types.constraints(spec, loaded_constraints))
+            constraints = interned
+            shared[key] = (loaded_constraints, constraints)
+        if constraints is not loaded_constraints:
+            stamp(variable, "constraints", constraints)
+        loaded_metadata = variable.metadata
+        found = shared.get(("", id(loaded_metadata)))
+        if found is not None and found[0] is loaded_metadata:
+            metadata = found[1]
+        else:
+            metadata = check_metadata(loaded_metadata)
+            shared["", id(loaded_metadata)] = (loaded_metadata, metadata)
+        if metadata is not loaded_metadata:
+            stamp(variable, "metadata", metadata)
         lease = entry.lease_expires_at
         released = False
-        if optimizer_id is not None and lease is not None:
+        if variable.optimizer_id is not None and lease is not None:
             remaining = lease - self._wall_now
             if remaining > 0:
                 record.leases[variable.id] = self._now + remaining
             else:  # the lease ran out while the store was down
-                optimizer_id = started_at = None
+                stamp(variable, "optimizer_id", None)
+                stamp(variable, "optimization_started_at", None)
                 released = True
-        restored = build_variable(
-            variable.id,
-            variable.name,
-            spec.name,
-            variable.value,
-            constraints,
-            metadata,
-            variable.version,
-            variable.created_at,
-            variable.updated_at,
-            variable.revision,
-            optimizer_id,
-            started_at,
-        )
-        record.variables[restored.id] = restored
-        record.names[restored.name] = restored.id
+        record.variables[variable.id] = variable
+        record.names[variable.name] = variable.id
         self.variable_count += 1
         if released:
-            journal.append(VariableWritten(record.id, restored, 0, None))
+            journal.append(VariableWritten(record.id, variable, 0, None))
 
     def _wall_deadline(self, deadline: float) -> float:
         """A monotonic deadline as wall-clock time (what a database keeps)."""

@@ -288,6 +288,8 @@ class FloatType:
         return encode_float(value)  # type: ignore[arg-type]
 
     def from_json(self, data: object) -> object:
+        if type(data) is float:  # what validate() gives a float: itself
+            return data
         return self.validate(data)
 
 
