@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import logging
 import math
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, NoReturn, Self, TypeVar, cast
 
@@ -86,6 +87,24 @@ def _positive_or_none(value: object, what: str, *, integer: bool = False) -> Any
         except OverflowError:
             raise InvalidArgument(f"{what} is too large, got {describe(value)}") from None
     return value
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Hold off the cyclic garbage collector while a database loads.
+
+    A load allocates millions of objects and frees none, and every few hundred
+    thousand the collector would walk the whole, growing heap for nothing: a
+    third of the time of opening a million variables. Loading makes no cycles;
+    whatever the rest of the process makes meanwhile is collected afterwards.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
@@ -262,10 +281,11 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
         assert self._database_path is not None
         database = Database(self._database_path, synchronous=self._synchronous, types=self._types)
         try:
-            loaded = database.load()
-            self._state.enable_journal()
-            grace = 0.0 if loaded.clean_shutdown else self._touch_interval
-            self._state.restore(loaded, grace=grace)
+            with _collector_paused():
+                loaded = database.load()
+                self._state.enable_journal()
+                grace = 0.0 if loaded.clean_shutdown else self._touch_interval
+                self._state.restore(loaded, grace=grace)
         except BaseException:
             with contextlib.suppress(Exception):
                 database.close(clean=False)
