@@ -59,6 +59,7 @@ from ._journal import (
     SessionWritten,
     VariableRemoved,
     VariableWritten,
+    variable_written,
 )
 from ._replies import (
     Deferred,
@@ -1650,7 +1651,7 @@ class StoreState:
         assert self.journal is not None
         lease = record.leases.get(variable.id) if record.leases else None
         self.journal.append(
-            VariableWritten(
+            variable_written(
                 record.id,
                 variable,
                 position,
