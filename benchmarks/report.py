@@ -149,7 +149,7 @@ def _open_check(durability: dict[str, Any]) -> Check:
     )
     label = size
     if opened["variables"] != 1_000_000:
-        label = f"{size} (quick; issue: 1,000,000)"
+        label = f"{size} (quick; full: 1,000,000)"
         linear = opened["median_seconds"] / opened["variables"] * 1_000_000
         detail += f"; at this rate per variable, 1,000,000 would take {linear:.0f} s"
     return Check(f"open a database of {label} variables ≤ 10 s", "", opened["median_seconds"],
@@ -231,7 +231,7 @@ def compute_checks(
         measured_sweep = large / small
         detail = "median sweep time, larger / smaller"
         if int(sizes[1]) != 1_000_000:
-            large_label = f"{int(sizes[1]):,} (quick; issue: 1,000,000)"
+            large_label = f"{int(sizes[1]):,} (quick; full: 1,000,000)"
     elif sizes:
         detail = "; ".join(str(sweep[s].get("error")) for s in sizes if "error" in sweep[s])
     checks.append(
@@ -414,7 +414,7 @@ def _markdown(
         lines += [*(f"- **Note:** {note}" for note in meta["notes"]), ""]
 
     lines += [
-        "## Targets (issue 5)",
+        "## Targets",
         "",
         "| target | loop | measured | status | how |",
         "|---|---|---:|:---:|---|",
@@ -691,7 +691,7 @@ def write_reports(
     except Exception as exc:  # the numbers matter more than the picture
         echo(f"chart not written: {type(exc).__name__}: {exc}")
     echo("")
-    echo(f"Targets of issue 5 ({meta['mode']} mode):")
+    echo(f"Targets ({meta['mode']} mode):")
     for check in checks:
         loop = f"[{check.loop}] " if check.loop else ""
         echo(f"  {check.status:4}  {loop}{check.target}: {check.formatted('n/a')} ({check.detail})")

@@ -1,4 +1,4 @@
-"""Run the benchmarks of issue 5 and write ``benchmarks/results/``.
+"""Run the benchmarks and write ``benchmarks/results/``.
 
     python -m benchmarks.run            # --quick: about two minutes on 2 cores
     python -m benchmarks.run --full     # longer runs, 10,000 x 100 memory, 1,000,000 sweep
@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="the default: about two minutes")
-    mode.add_argument("--full", action="store_true", help="longer runs and the issue's full sizes")
+    mode.add_argument("--full", action="store_true", help="longer runs and the full sizes")
     parser.add_argument("--only", help="comma-separated workload keys (get,update,mixed,...)")
     parser.add_argument("--backends", help="comma-separated backends (store,floor,direct,...)")
     parser.add_argument("--no-uvloop", action="store_true")
@@ -453,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     if config.sweep_large != 1_000_000:
         notes.append(
             f"{config.mode} mode sweeps among {config.sweep_large:,} live sessions, not 1,000,000"
-            " (run `make bench-full` for the issue's size)"
+            " (run `make bench-full` for the full size)"
         )
     if config.memory_sessions != 10_000:
         notes.append(
