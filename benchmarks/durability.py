@@ -173,8 +173,18 @@ async def _time_open(path: Path) -> float:
     start = time.perf_counter()
     await store.__aenter__()
     elapsed = time.perf_counter() - start
+    # One call before closing: a store closed before its actor's task has run once
+    # leaves its database open (and its writer thread running), which would keep
+    # this open's million objects alive through the next.
+    stats = await store.get_stats()
     await store.__aexit__(None, None, None)
+    if stats.current_variables == 0:
+        raise RuntimeError(f"{path} opened empty")
     return elapsed
+
+
+def _writer_threads() -> int:
+    return sum(t.name.startswith("sessionactor-writer") for t in threading.enumerate())
 
 
 def _file_bytes(path: Path) -> dict[str, int]:
@@ -214,6 +224,8 @@ def _measure(
         "bytes_per_variable": database_bytes / count,
     }
     open_seconds = [asyncio.run(_time_open(path)) for _ in range(opens)]
+    if _writer_threads():
+        raise RuntimeError(f"{_writer_threads()} writer threads still run after every close")
     results["open"] = {
         "sessions": sessions,
         "variables_per_session": variables,
