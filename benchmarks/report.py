@@ -639,7 +639,8 @@ def _chart(path: Path, meta: dict[str, Any], cells: dict[str, Any], checks: list
         ax.legend(ncol=len(BACKENDS), fontsize=8)
     ax = bottom.subplots()
     shown = [ch for ch in checks if ch.loop in ("", loop)]
-    margins = [ch.margin or 0.0 for ch in shown]
+    # Beyond 5x a bar says no more (one check far past its target would squeeze the rest).
+    margins = [min(ch.margin or 0.0, 5.0) for ch in shown]
     ax.barh(
         range(len(shown)),
         margins,
@@ -651,7 +652,7 @@ def _chart(path: Path, meta: dict[str, Any], cells: dict[str, Any], checks: list
     ax.set_xlabel("measured / required (right of 1 passes)")
     ax.set_title(f"Targets ({loop}; memory, sweep, open time and head-of-line: any loop)")
     for y, (ch, margin) in enumerate(zip(shown, margins, strict=True)):
-        label = "n/a" if ch.measured is None else f"{ch.measured:.2f}"
+        label = ch.formatted("n/a") + (" (bar cut at 5)" if margin == 5.0 else "")
         ax.text(margin, y, f"  {label}", va="center", fontsize=8)
     fig.suptitle(f"sessionactor benchmarks ({meta['mode']} mode, {meta['machine']})")
     fig.savefig(path, dpi=110)
