@@ -598,12 +598,12 @@ def _markdown(
         "each timed run of one backend is followed by one of the next (order rotated per "
         "repeat), so a busy machine slows them alike. What the set-up created is frozen out of "
         "the collector (`gc.freeze()`) and `gc.collect()` runs before each timed run.",
-        f"- {WIDE_CALLERS:,} callers (update only: store, store-full, redis-always) are "
-        f"{WIDE_CALLERS:,} tasks, with runs (and a warm-up) of {meta['config']['wide_duration']} s "
-        "so that starting the tasks is a small part of each run.",
         "- 100 callers are 100 tasks looping until one deadline. A backend that never suspends "
         "(direct, naive with a free lock) runs them one after another; its rate is still the "
         "total over the wall time.",
+        f"- {WIDE_CALLERS:,} callers (update only: store, store-full, redis-always) are "
+        f"{WIDE_CALLERS:,} tasks, with runs (and a warm-up) of {meta['config']['wide_duration']} s "
+        "so that starting the tasks is a small part of each run.",
         "",
     ]
     return "\n".join(lines)
