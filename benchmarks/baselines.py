@@ -21,6 +21,14 @@ redis
     version. Batches are one MGET or one MULTI/EXEC pipeline; a listing is
     ``KEYS`` with the glob then one ``MGET``. These are the fastest faithful
     forms: every operation costs exactly one round trip (two for a listing).
+    The server keeps nothing on disk (``--appendonly no``, ``--save ""``).
+redis-everysec, redis-always
+    The same client and operations, each against its own ``redis-server`` that
+    keeps an append-only file (``--appendonly yes``) with ``--appendfsync
+    everysec`` (written at once, fsynced once a second: a power loss can take
+    the last second) or ``--appendfsync always`` (fsynced before the reply:
+    Redis's durable setting; it writes and fsyncs once per pass of its event
+    loop, so the clients served in one pass share a fsync, its group commit).
 pykka
     A ``pykka.ThreadingActor`` holding the same dicts as naive, called from
     asyncio by ``tell``-ing it a message that carries the caller's asyncio
@@ -346,14 +354,20 @@ class RedisBackend:
 
     name = "redis"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, name: str = "redis", *, max_connections: int = 1_000) -> None:
+        self.name = name
         self._url = url
+        # redis-py's pool opens one connection per caller in flight, up to this many
+        # (its own default is 100, which 1,000 callers would exceed).
+        self._max_connections = max_connections
         self._client: Any = None
 
     async def start(self) -> None:
         import redis.asyncio
 
-        self._client = redis.asyncio.Redis.from_url(self._url)
+        self._client = redis.asyncio.Redis.from_url(
+            self._url, max_connections=self._max_connections
+        )
         await self._client.flushdb()
 
     async def stop(self) -> None:

@@ -12,7 +12,8 @@ caller's p50, p99 and worst latency, and how many large calls completed:
 - ``stats+sweep``: ``get_stats`` while 1,000 expired sessions wait for the
   sweep, then sweeping a 100,000-variable session that expired.
 
-Run: ``python -m benchmarks.head_of_line [--quick]``
+Run: ``python -m benchmarks.head_of_line [--quick] [--json]`` (``--json``: one JSON
+line instead of the table, for ``benchmarks.run``)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -130,11 +132,17 @@ async def run(seconds: float) -> list[dict[str, Any]]:
     return results
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 s per phase instead of 3")
-    args = parser.parse_args()
-    results = asyncio.run(run(1.0 if args.quick else 3.0))
+    parser.add_argument("--json", action="store_true", help="print one JSON line")
+    args = parser.parse_args(argv)
+    seconds = 1.0 if args.quick else 3.0
+    results = asyncio.run(run(seconds))
+    if args.json:
+        summary = {"seconds_per_phase": seconds, "target_p99_ms": 1000 * TARGET_P99}
+        print(json.dumps({**summary, "phases": results}))
+        return
     print(f"{'phase':<12} {'gets':>8} {'large':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for row in results:
         print(

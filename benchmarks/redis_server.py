@@ -1,8 +1,11 @@
 """A throw-away ``redis-server`` on 127.0.0.1 for the Redis baseline.
 
 ``RedisServer`` installs Debian's ``redis-server`` when it is missing (the bench
-machines run as root), starts it on a free loopback port with no persistence as
-a child process, and stops it on exit. When the server cannot be had, ``start``
+machines run as root), starts it on a free loopback port as a child process,
+and stops it on exit. By default it keeps nothing on disk; with ``appendfsync``
+("always" or "everysec") it keeps an append-only file with that fsync policy.
+Either way its files (the AOF, the unix socket, the log) live in a fresh
+temporary directory that ``stop`` removes. When the server cannot be had, ``start``
 raises :class:`RedisUnavailable` with the reason, and the harness reports the
 Redis rows as unavailable instead of crashing.
 
@@ -87,8 +90,18 @@ def _ping(port: int) -> bool:
 class RedisServer:
     """A redis-server child process on 127.0.0.1; use as a context manager."""
 
-    def __init__(self, *, install: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        install: bool = True,
+        appendfsync: str | None = None,
+        parent: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if appendfsync not in (None, "always", "everysec"):
+            raise ValueError(f"appendfsync must be None, 'always' or 'everysec': {appendfsync!r}")
         self._install = install
+        self.appendfsync = appendfsync
+        self._parent = parent  # where its temporary directory goes (default: benchmarks/.redis)
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir: str | None = None
         self.port = 0
@@ -112,8 +125,14 @@ class RedisServer:
         binary = ensure_installed() if self._install else shutil.which("redis-server")
         if binary is None:
             raise RedisUnavailable("redis-server is not installed")
-        _STATE_DIR.mkdir(exist_ok=True)
-        self._dir = tempfile.mkdtemp(prefix="run-", dir=_STATE_DIR)
+        if self._parent is None:
+            _STATE_DIR.mkdir(exist_ok=True)
+        self._dir = tempfile.mkdtemp(prefix="run-", dir=self._parent or _STATE_DIR)
+        persistence = (
+            ["--appendonly", "no"]
+            if self.appendfsync is None
+            else ["--appendonly", "yes", "--appendfsync", self.appendfsync]
+        )
         version = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
         self.version = version.stdout.strip()
         last_error = ""
@@ -125,7 +144,7 @@ class RedisServer:
                 "--bind", "127.0.0.1",
                 "--port", str(port),
                 "--save", "",
-                "--appendonly", "no",
+                *persistence,
                 "--daemonize", "no",
                 "--protected-mode", "yes",
                 "--dir", self._dir,

@@ -1,27 +1,36 @@
-"""Run the benchmarks of issue 5 and write ``benchmarks/results/``.
+"""Run the benchmarks and write ``benchmarks/results/``.
 
-    python -m benchmarks.run            # --quick: under two minutes on 2 cores
+    python -m benchmarks.run            # --quick: about two minutes on 2 cores
     python -m benchmarks.run --full     # longer runs, 10,000 x 100 memory, 1,000,000 sweep
 
 Every workload runs against the store and its baselines (floor, direct, naive,
 Redis, pykka) in this one process, with 1 caller and with 100 concurrent
 callers, on asyncio and on uvloop, so that the ratios hold on a noisy machine.
-Throughput is the median of repeated timed runs; the 1-caller runs time every
-call for p50/p99/p99.9. Memory and sweep scaling run in fresh subprocesses.
+The store with a database (``synchronous`` normal and full) and Redis with an
+append-only file (fsync every second, and always) take their turns in the same
+runs; update also runs with 1,000 callers for the store, the store with
+``synchronous="full"`` and Redis fsyncing always. Throughput is the median of
+repeated timed runs; the 1-caller runs time every call for p50/p99/p99.9.
+Memory, sweep scaling, the durability facts (group commit, time to open a large
+database, its size) and head-of-line latency run in fresh subprocesses.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import importlib.metadata
 import json
 import os
 import platform
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +43,7 @@ from .redis_server import RedisServer, RedisUnavailable
 from .report import write_reports
 from .workloads import (
     WORKLOADS,
+    DurableStoreBackend,
     StoreBackend,
     StoreNowaitBackend,
     Workload,
@@ -45,16 +55,31 @@ __all__ = ["Config", "main"]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CALLERS = (1, 100)
+WIDE_CALLERS = 1_000
+# The workloads that also run with WIDE_CALLERS, and the backends that run them.
+WIDE: dict[str, tuple[str, ...]] = {"update": ("store", "store-full", "redis-always")}
+# One redis-server per configuration: None keeps nothing on disk, else its appendfsync.
+REDIS_CONFIGS: dict[str, str | None] = {
+    "redis": None,
+    "redis-everysec": "everysec",
+    "redis-always": "always",
+}
+_HOT = ("get", "update", "mixed", "get_many", "update_many")  # the hot session's workloads
 
 # Which baselines run which workloads. The floor is one trivial message whatever
 # the operation, so it is only run where a target compares against it.
 BACKEND_WORKLOADS: dict[str, tuple[str, ...]] = {
     "store": tuple(w.key for w in WORKLOADS),
     "nowait": ("get", "mixed", "get_many"),  # the reads that skip the mailbox
+    "store-normal": _HOT,
+    "store-full": _HOT,
     "floor": ("get", "update", "mixed"),
     "direct": tuple(w.key for w in WORKLOADS),
     "naive": tuple(w.key for w in WORKLOADS),
     "redis": tuple(w.key for w in WORKLOADS),
+    # The writes (an append-only file does not slow a plain read down).
+    "redis-everysec": ("update", "mixed", "update_many"),
+    "redis-always": ("update", "mixed", "update_many"),
     "pykka": tuple(w.key for w in WORKLOADS),
 }
 
@@ -69,10 +94,14 @@ class Config:
     sweep_small: int
     sweep_large: int
     sweep_rounds: int
+    wide_duration: float  # seconds per timed run (and warm-up) with WIDE_CALLERS
+    commit_seconds: float  # the durability subprocess's 100-caller update run
+    open_sessions: int  # sessions x 100 variables in the database whose open is timed
+    opens: int  # timed opens of it
 
 
-QUICK = Config("quick", 0.05, 0.02, 5, 1_000, 10_000, 100_000, 11)
-FULL = Config("full", 0.3, 0.1, 11, 10_000, 10_000, 1_000_000, 21)
+QUICK = Config("quick", 0.05, 0.02, 5, 1_000, 10_000, 100_000, 11, 0.2, 0.5, 1_000, 3)
+FULL = Config("full", 0.3, 0.1, 11, 10_000, 10_000, 1_000_000, 21, 0.6, 3.0, 10_000, 3)
 
 
 def _loops(
@@ -142,15 +171,17 @@ async def _run_loop(
         timings[f"{loop_name}/set-up"] = round(time.perf_counter() - set_up, 2)
         for workload in workloads:
             runnable = [b for b in backends if workload.key in BACKEND_WORKLOADS[b.name]]
-            for callers in CALLERS:
+            for callers in _callers(workload.key):
+                wide = callers == WIDE_CALLERS
+                taking_turns = [b for b in runnable if _runs_with(b.name, workload.key, callers)]
                 progress.set_description(f"{loop_name} {workload.key} x{callers}")
                 began = time.perf_counter()
                 results = await measure_interleaved(
-                    runnable,
+                    taking_turns,
                     workload,
                     callers=callers,
-                    duration=config.duration,
-                    warmup=config.warmup,
+                    duration=config.wide_duration if wide else config.duration,
+                    warmup=config.wide_duration if wide else config.warmup,
                     repeats=config.repeats,
                     on_run=lambda: progress.update(1),
                 )
@@ -164,7 +195,7 @@ async def _run_loop(
                     else:
                         out[key] = _summarise(m.rates, m.latencies_ns, workload.ops_per_call)
                 for name, error in failed.items():
-                    if workload.key in BACKEND_WORKLOADS[name]:
+                    if _runs_with(name, workload.key, callers):
                         out[f"{loop_name}/{workload.key}/{name}/{callers}"] = {"error": error}
                         progress.update(config.repeats)  # the runs it would have had
     finally:
@@ -173,19 +204,57 @@ async def _run_loop(
         gc.unfreeze()
 
 
-def _backend_factories(redis_url: str | None) -> list[tuple[str, Callable[[], Backend]]]:
+def _callers(workload: str) -> tuple[int, ...]:
+    return (*CALLERS, WIDE_CALLERS) if workload in WIDE else CALLERS
+
+
+def _runs_with(backend: str, workload: str, callers: int) -> bool:
+    if workload not in BACKEND_WORKLOADS[backend]:
+        return False
+    return callers != WIDE_CALLERS or backend in WIDE.get(workload, ())
+
+
+def _backend_factories(
+    redis_urls: dict[str, str], scratch: str
+) -> list[tuple[str, Callable[[], Backend]]]:
     factories: list[tuple[str, Callable[[], Backend]]] = [
         ("store", StoreBackend),
         ("nowait", StoreNowaitBackend),
+        ("store-normal", lambda: DurableStoreBackend("normal", scratch)),
+        ("store-full", lambda: DurableStoreBackend("full", scratch)),
         ("floor", FloorBackend),
         ("direct", DirectBackend),
         ("naive", NaiveBackend),
     ]
-    if redis_url is not None:
-        url = redis_url
-        factories.append(("redis", lambda: RedisBackend(url)))
+    for name, url in redis_urls.items():
+        factories.append((name, functools.partial(RedisBackend, url, name)))
     factories.append(("pykka", PykkaBackend))
     return factories
+
+
+def _filesystem(path: str) -> str:
+    """The type of the filesystem that holds ``path`` (from /proc/mounts), or ''."""
+    try:
+        with open("/proc/mounts") as mounts:
+            entries = [line.split() for line in mounts]
+    except OSError:
+        return ""
+    real = os.path.realpath(path)
+    best, kind = "", ""
+    for entry in entries:
+        mount_point = entry[1]
+        inside = real == mount_point or real.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) > len(best):
+            best, kind = mount_point, entry[2]
+    return kind
+
+
+def _enough_file_descriptors(wanted: int = 8192) -> None:
+    """1,000 Redis callers hold 1,000 connections: raise the soft limit if it is low."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _run_subprocess(args: list[str], timeout: float) -> dict[str, Any]:
@@ -217,19 +286,53 @@ def _versions() -> dict[str, str]:
     return versions
 
 
+def _start_redis(
+    wanted: set[str] | None, no_redis: bool, scratch: str, notes: list[str]
+) -> tuple[list[RedisServer], dict[str, str], str]:
+    """One redis-server per configuration wanted; a row whose server cannot start says why."""
+    servers: list[RedisServer] = []
+    urls: dict[str, str] = {}
+    version = ""
+    names = [name for name in REDIS_CONFIGS if wanted is None or name in wanted]
+    if no_redis:
+        notes.append("Redis rows skipped (--no-redis)")
+        return servers, urls, version
+    for name in names:
+        server = RedisServer(appendfsync=REDIS_CONFIGS[name], parent=scratch)
+        try:
+            server.start()
+        except (RedisUnavailable, OSError) as exc:
+            server.stop()  # removes its directory
+            notes.append(f"{name} unavailable: {exc}")
+            print(f"{name} unavailable: {exc}", file=sys.stderr)
+            continue
+        servers.append(server)
+        urls[name], version = server.url, server.version
+    return servers, urls, version
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="the default: under two minutes")
-    mode.add_argument("--full", action="store_true", help="longer runs and the issue's full sizes")
+    mode.add_argument("--quick", action="store_true", help="the default: about two minutes")
+    mode.add_argument("--full", action="store_true", help="longer runs and the full sizes")
     parser.add_argument("--only", help="comma-separated workload keys (get,update,mixed,...)")
     parser.add_argument("--backends", help="comma-separated backends (store,floor,direct,...)")
     parser.add_argument("--no-uvloop", action="store_true")
     parser.add_argument("--no-redis", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-sweep", action="store_true")
+    parser.add_argument("--skip-durability", action="store_true")
+    parser.add_argument("--skip-head-of-line", action="store_true")
+    parser.add_argument(
+        "--scratch",
+        type=Path,
+        default=None,
+        help="where the databases and Redis's append-only files go (default: the system's "
+        "temporary directory); a fresh directory there is removed at the end",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target fails")
     args = parser.parse_args(argv)
@@ -238,45 +341,54 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     started = time.perf_counter()
+    _enough_file_descriptors()
     notes: list[str] = []
     loops, loop_note = _loops(args.no_uvloop)
     if loop_note:
         notes.append(loop_note)
     only = set(args.only.split(",")) if args.only else None
     wanted = set(args.backends.split(",")) if args.backends else None
-
-    redis_server: RedisServer | None = None
-    redis_url: str | None = None
-    redis_version = ""
-    if args.no_redis or (wanted is not None and "redis" not in wanted):
-        notes.append("Redis rows skipped (--no-redis)" if args.no_redis else "")
-    else:
-        redis_server = RedisServer()
-        try:
-            redis_server.start()
-            redis_url, redis_version = redis_server.url, redis_server.version
-        except RedisUnavailable as exc:
-            redis_server = None
-            notes.append(f"Redis unavailable: {exc}")
-            print(f"Redis unavailable: {exc}", file=sys.stderr)
-    notes = [n for n in notes if n]
-
-    factories = [
-        (name, make)
-        for name, make in _backend_factories(redis_url)
-        if wanted is None or name in wanted
-    ]
-    workloads = [w for w in WORKLOADS if only is None or w.key in only]
-    runs = sum(1 for w in workloads for name, _ in factories if w.key in BACKEND_WORKLOADS[name])
-    total = len(loops) * runs * len(CALLERS) * config.repeats
-    extra = (0 if args.skip_memory else 2) + (0 if args.skip_sweep else 2)
+    scratch = tempfile.mkdtemp(prefix="sessionactor-bench-", dir=args.scratch)
+    scratch_parent = os.path.dirname(scratch)
+    disk = _filesystem(scratch)
+    notes.append(
+        f"databases and append-only files in {scratch_parent}" + (f" ({disk})" if disk else "")
+    )
 
     cells: dict[str, Any] = {}
     memory: dict[str, Any] = {}
     sweep: dict[str, Any] = {}
+    durability: dict[str, Any] = {}
+    head_of_line: dict[str, Any] = {}
     timings: dict[str, float] = {}
-    phases: dict[str, float] = {"set-up": round(time.perf_counter() - started, 1)}
+    redis_servers: list[RedisServer] = []
+    redis_version = ""
+    phases: dict[str, float] = {}
     try:
+        redis_servers, redis_urls, redis_version = _start_redis(
+            wanted, args.no_redis, scratch, notes
+        )
+        factories = [
+            (name, make)
+            for name, make in _backend_factories(redis_urls, scratch)
+            if wanted is None or name in wanted
+        ]
+        workloads = [w for w in WORKLOADS if only is None or w.key in only]
+        runs = sum(
+            1
+            for w in workloads
+            for callers in _callers(w.key)
+            for name, _ in factories
+            if _runs_with(name, w.key, callers)
+        )
+        total = len(loops) * runs * config.repeats
+        extra = (
+            (0 if args.skip_memory else 2)
+            + (0 if args.skip_sweep else 2)
+            + (0 if args.skip_durability else 1)
+            + (0 if args.skip_head_of_line else 1)
+        )
+        phases["set-up"] = round(time.perf_counter() - started, 1)
         with tqdm(total=total + extra, unit="run", mininterval=0.5, file=sys.stderr) as progress:
             for loop_name, factory in loops:
                 phase = time.perf_counter()
@@ -285,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
                         _run_loop(loop_name, factories, workloads, config, progress, cells, timings)
                     )
                 phases[loop_name] = round(time.perf_counter() - phase, 1)
+            for server in redis_servers:  # the subprocesses below have the cores to themselves
+                server.stop()
+            redis_servers = []
             phase = time.perf_counter()
             if not args.skip_memory:
                 for backend in ("store", "naive"):
@@ -309,34 +424,65 @@ def main(argv: list[str] | None = None) -> int:
                     sweep = {str(config.sweep_small): sweep, str(config.sweep_large): sweep}
                 progress.update(2)
                 phases["sweep"] = round(time.perf_counter() - phase, 1)
+            phase = time.perf_counter()
+            if not args.skip_durability:
+                progress.set_description("durability")
+                durability = _run_subprocess(
+                    ["-m", "benchmarks.durability", "--seconds", str(config.commit_seconds),
+                     "--sessions", str(config.open_sessions), "--variables", "100",
+                     "--opens", str(config.opens), "--dir", scratch],
+                    timeout=1800,
+                )  # fmt: skip
+                progress.update(1)
+                phases["durability"] = round(time.perf_counter() - phase, 1)
+            phase = time.perf_counter()
+            if not args.skip_head_of_line:
+                progress.set_description("head of line")
+                head_of_line = _run_subprocess(
+                    ["-m", "benchmarks.head_of_line", "--json",
+                     *(["--quick"] if config.mode == "quick" else [])],
+                    timeout=600,
+                )  # fmt: skip
+                progress.update(1)
+                phases["head-of-line"] = round(time.perf_counter() - phase, 1)
     finally:
-        if redis_server is not None:
-            redis_server.stop()
+        for server in redis_servers:
+            server.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
 
     if config.sweep_large != 1_000_000:
         notes.append(
             f"{config.mode} mode sweeps among {config.sweep_large:,} live sessions, not 1,000,000"
-            " (run `make bench-full` for the issue's size)"
+            " (run `make bench-full` for the full size)"
         )
     if config.memory_sessions != 10_000:
         notes.append(
             f"{config.mode} mode measures memory at {config.memory_sessions:,} sessions x 100,"
             " not 10,000 x 100"
         )
+    if config.open_sessions != 10_000 and not args.skip_durability:
+        notes.append(
+            f"{config.mode} mode times the open of a database of {config.open_sessions * 100:,}"
+            f" variables in {config.open_sessions:,} sessions, not 1,000,000 in 10,000"
+        )
     meta = {
         "mode": config.mode,
         "config": config.__dict__,
         "loops": [name for name, _ in loops],
+        "callers": [*CALLERS, WIDE_CALLERS],
         "versions": _versions(),
         "redis_server": redis_version,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
+        "scratch": {"dir": scratch_parent, "filesystem": disk},
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "seconds": round(time.perf_counter() - started, 1),
         "phases": phases,
         "timings": timings,
         "notes": notes,
     }
-    ok = write_reports(args.out, meta, cells, memory, sweep)
+    ok = write_reports(
+        args.out, meta, cells, memory, sweep, durability=durability, head_of_line=head_of_line
+    )
     return 1 if args.strict and not ok else 0
 
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,6 +34,7 @@ from .common import (
 
 __all__ = [
     "WORKLOADS",
+    "DurableStoreBackend",
     "Measurement",
     "StoreBackend",
     "StoreNowaitBackend",
@@ -106,6 +110,38 @@ class StoreNowaitBackend(StoreBackend):
 
     async def list_matching(self, session_id: str, pattern: str) -> object:
         return self._store.list_variables_nowait(session_id, pattern)
+
+
+class DurableStoreBackend(StoreBackend):
+    """``SessionStore(database=..., synchronous=...)``, otherwise the defaults: a fresh
+    database file in a temporary directory of its own (in ``parent``, default the
+    system's), removed with its write-ahead log when the backend stops."""
+
+    def __init__(self, synchronous: str, parent: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(synchronous=synchronous)
+        self.name = f"store-{synchronous}"
+        self._parent = parent
+        self._directory: str | None = None
+
+    async def start(self) -> None:
+        self._directory = tempfile.mkdtemp(prefix=f"sessionactor-{self.name}-", dir=self._parent)
+        self._kwargs["database"] = os.path.join(self._directory, "store.sqlite")
+        try:
+            await super().start()
+        except BaseException:
+            self._remove_files()
+            raise
+
+    async def stop(self) -> None:
+        try:
+            await super().stop()
+        finally:
+            self._remove_files()
+
+    def _remove_files(self) -> None:
+        if self._directory is not None:
+            shutil.rmtree(self._directory, ignore_errors=True)
+            self._directory = None
 
 
 # set-up ------------------------------------------------------------------------
