@@ -144,13 +144,17 @@ _iso_cache: list[Any] = [None, ""]  # [millisecond, its ISO text]: busy updates 
 
 
 def iso_utc(wall: float) -> str:
-    """ISO-8601 UTC with milliseconds, e.g. ``2026-11-27T23:08:41.123Z``."""
-    millisecond = int(wall * 1000)
-    if _iso_cache[0] != millisecond:
-        second, millis = divmod(millisecond, 1000)
-        _iso_cache[0] = millisecond
-        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _iso_cache[1] = f"{text}.{millis:03d}Z"
+    """ISO-8601 UTC with milliseconds, e.g. ``2026-11-27T23:08:41.123Z``; a reading no
+    calendar holds (NaN, infinity, a year past 9999 from a custom clock) as ``repr``."""
+    try:
+        millisecond = int(wall * 1000)
+        if _iso_cache[0] != millisecond:
+            second, millis = divmod(millisecond, 1000)
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            _iso_cache[0] = millisecond
+            _iso_cache[1] = f"{text}.{millis:03d}Z"
+    except (ValueError, OverflowError, OSError):
+        return repr(wall)
     return _iso_cache[1]  # type: ignore[no-any-return]
 
 

@@ -229,6 +229,7 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
         self._touch_interval = self._cleanup_interval or _TOUCH_INTERVAL
         self._started = False
         self._failure_reported = False
+        self._database_closed = False
         self._actor: Actor | None = None
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -345,6 +346,7 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
                 await asyncio.to_thread(database.flush)
             await asyncio.sleep(0)  # the writer's last reports reach the actor
         failed = actor.failure is not None
+        self._database_closed = True
         with contextlib.suppress(PersistenceError):
             await asyncio.to_thread(database.close, clean=not failed)
 
@@ -381,8 +383,13 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
             except PersistenceError:
                 pass  # reported below, once
         # Cancelled before its first step, the task never ran ``serve`` (nor its
-        # ``finally``): close the mailbox here, or later calls would wait forever.
+        # ``finally``): close the mailbox here, or later calls would wait forever,
+        # and the database, or its writer thread would keep the state alive.
         self._close_unstarted()
+        actor = self._actor
+        if actor is not None and self._database is not None and not self._database_closed:
+            with anyio.CancelScope(shield=True):
+                await self._close_database(actor)
         failure = None if self._actor is None else self._actor.failure
         if failure is not None and not self._failure_reported:
             self._failure_reported = True

@@ -10,6 +10,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -421,6 +422,21 @@ async def test_a_store_that_stopped_is_closed_for_calls(path: Path) -> None:
         await store.create_session("s1")
     with pytest.raises(StoreClosed):
         await store.get_session("s1")
+
+
+async def test_a_store_stopped_before_its_first_turn_closes_its_database(path: Path) -> None:
+    """Entered and left at once, the actor's task never ran: the store must still stop
+    the writer thread and close the file cleanly."""
+    writers_before = {t for t in threading.enumerate() if t.name.startswith("sessionactor-writer")}
+    async with durable(path):
+        pass
+    writers = {t for t in threading.enumerate() if t.name.startswith("sessionactor-writer")}
+    assert writers <= writers_before
+    database = Database(path)
+    try:
+        assert database.load().clean_shutdown is True
+    finally:
+        database.close(clean=False)
 
 
 def test_the_durable_example_comes_back_after_kill_9() -> None:

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sessionactor.errors import (
@@ -298,6 +298,17 @@ def test_iso_utc_is_iso_8601_with_milliseconds(wall: float) -> None:
     text = iso_utc(wall)
     parsed = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     assert abs(parsed.timestamp() - wall) < 0.001 + 1e-6 * abs(wall) / 1e6
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(st.floats())
+def test_iso_utc_of_any_clock_reading_is_a_string(wall: float) -> None:
+    """A custom clock may read NaN, infinity or a time no calendar holds: metadata and
+    its repr must still work (such a reading is then given as it is)."""
+    text = iso_utc(wall)
+    assert isinstance(text, str) and text
+    if not math.isfinite(wall):
+        assert text == repr(wall)
 
 
 @settings(max_examples=50, deadline=None)
