@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 from ._journal import Turn
 from ._mailbox import Mailbox
 from ._replies import Deferred
+from ._steps import run_yielding
 from .errors import (
     CallTimeout,
     InternalError,
@@ -422,13 +423,8 @@ async def finish(reply: object, operation: str) -> Any:
     """
     if not isinstance(reply, Deferred):
         return reply
-    steps = reply.run()
     try:
-        while True:
-            next(steps)
-            await asyncio.sleep(0)
-    except StopIteration as done:
-        return done.value
+        return await run_yielding(reply.run())
     except SessionStoreError:
         raise
     except Exception as error:

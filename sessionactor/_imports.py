@@ -14,11 +14,10 @@ functional core runs the same checks itself.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
 import time
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final, TypeVar
 
 import attrs
@@ -35,6 +34,7 @@ from ._frozen import (
     freeze,
     thaw,
 )
+from ._steps import Steps, run_now, run_yielding
 from .errors import (
     InternalError,
     InvalidArgument,
@@ -90,8 +90,6 @@ STEP: Final = 64
 """Entries checked between two yields to the event loop: about half a millisecond."""
 
 T = TypeVar("T")
-Steps = Generator[None, None, T]
-"""A check that yields after every :data:`STEP` entries and returns its result."""
 
 
 @attrs.frozen(weakref_slot=False)
@@ -124,28 +122,7 @@ class Checking:
 
     async def run(self) -> object:
         """The check's result, the loop given back after every step."""
-        steps = self.steps
-        try:
-            while True:
-                next(steps)
-                await asyncio.sleep(0)
-        except StopIteration as done:
-            return done.value
-        finally:
-            steps.close()  # cancelled half way: nothing more to check
-
-    def result(self) -> object:
-        """The check's result, run to the end at once."""
-        return finish_steps(self.steps)
-
-
-def finish_steps(steps: Steps[T]) -> T:
-    """Run a stepped check to its end without yielding."""
-    try:
-        while True:
-            next(steps)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
+        return await run_yielding(self.steps)
 
 
 def prepare_import(
@@ -170,7 +147,7 @@ def prepare_import(
     steps = _refusing(
         entries_steps(tuple(exported), types, time.time(), limits), "import_variables"
     )
-    return Checking(steps) if in_steps else finish_steps(steps)
+    return Checking(steps) if in_steps else run_now(steps)
 
 
 def _refusing(steps: Steps[T], operation: str) -> Steps[T | Refused]:
@@ -190,7 +167,7 @@ def check_entries(
     entries: Sequence[object], types: TypeRegistry, wall: float, limits: Limits = DEFAULT_LIMITS
 ) -> CheckedImport:
     """Check every entry on its own and against the others; see :class:`CheckedImport`."""
-    return finish_steps(entries_steps(entries, types, wall, limits))
+    return run_now(entries_steps(entries, types, wall, limits))
 
 
 def entries_steps(
@@ -355,14 +332,14 @@ def prepare_store_import(
     if types is None:
         return copy_value(data, limits)
     steps = _refusing(store_steps(data, types, time.time(), limits), "import_store")
-    return Checking(steps) if in_steps else finish_steps(steps)
+    return Checking(steps) if in_steps else run_now(steps)
 
 
 def check_store(
     data: object, types: TypeRegistry, wall: float, limits: Limits = DEFAULT_LIMITS
 ) -> CheckedStore:
     """Check what ``export_store`` gave (also after a JSON round trip), all of it."""
-    return finish_steps(store_steps(data, types, wall, limits))
+    return run_now(store_steps(data, types, wall, limits))
 
 
 def store_steps(

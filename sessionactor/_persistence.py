@@ -55,8 +55,8 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
-from contextlib import closing, suppress
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import closing, contextmanager, suppress
 from types import MappingProxyType
 from typing import Final
 
@@ -551,8 +551,7 @@ def _replay(connection: sqlite3.Connection) -> int:
     entries = connection.execute(_SELECT_LOG).fetchall()
     if not entries:
         return 0
-    connection.execute("BEGIN IMMEDIATE")
-    try:
+    with _transaction(connection):
         for seq, entry in entries:
             try:
                 logged = msgpack.unpackb(entry, raw=False, use_list=False)
@@ -561,13 +560,22 @@ def _replay(connection: sqlite3.Connection) -> int:
                 raise ValueError(f"log entry {seq} cannot be read: {error}") from error
             _run(connection, statements)
         connection.execute(_TRUNCATE_LOG, (entries[-1][0],))
+    return len(entries)
+
+
+@contextmanager
+def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back if the block (or the commit) fails."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield
         connection.execute("COMMIT")
     except BaseException:
+        # SQLite rolls some failures back by itself (a full disk, an I/O error).
         if connection.in_transaction:
-            with suppress(sqlite3.Error):
+            with suppress(sqlite3.Error):  # the failure that brought us here is the one to report
                 connection.execute("ROLLBACK")
         raise
-    return len(entries)
 
 
 def _real(value: float) -> float | str:
@@ -903,13 +911,12 @@ def _open(path: str, synchronous: str) -> sqlite3.Connection:
         connection.execute(f"PRAGMA synchronous = {synchronous.upper()}")
         connection.execute("PRAGMA foreign_keys = ON")
         if new:
-            connection.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA:
-                connection.execute(statement)
-            connection.execute(_INSERT_META)
-            connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            connection.execute("COMMIT")
+            with _transaction(connection):
+                for statement in _SCHEMA:
+                    connection.execute(statement)
+                connection.execute(_INSERT_META)
+                connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except BaseException as error:
         connection.close()
         if isinstance(error, sqlite3.Error):
@@ -1252,16 +1259,9 @@ class Database:
             return
         statements = self._folded.statements(self._types)
         connection = self._connection
-        try:
-            connection.execute("BEGIN IMMEDIATE")
+        with _transaction(connection):
             _run(connection, statements)
             connection.execute(_TRUNCATE_LOG, (self._last_entry,))
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                with suppress(sqlite3.Error):
-                    connection.execute("ROLLBACK")
-            raise
         self._folded = _Batch()
         self._logged_records = 0
         self.checkpoints += 1

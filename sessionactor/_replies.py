@@ -23,6 +23,7 @@ from typing import Final, Generic, TypeVar
 
 from ._frozen import encode_float, freeze, thaw
 from ._glob import Glob
+from ._steps import run_now
 from .errors import InvalidArgument
 from .model import Variable
 from .types import TypeSpec
@@ -57,12 +58,7 @@ def finish_now(reply: object) -> object:
     """``reply`` itself, or a deferred reply run to its end."""
     if not isinstance(reply, Deferred):
         return reply
-    steps = reply.run()
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
+    return run_now(reply.run())
 
 
 class ListReply(Deferred[list[Variable]]):
