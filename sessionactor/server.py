@@ -333,6 +333,8 @@ class _ServedConnection(asyncio.Protocol):
         self.handshake_timer: asyncio.TimerHandle | None = None
         self.watches: dict[int, Watcher] = {}  # by watch id (the call id that opened it)
         self.watch_ids: dict[int, int] = {}  # id(watcher) -> watch id
+        self.opening: set[int] = set()  # watch ids whose subscription is on its way
+        self.unwatched: set[int] = set()  # of those, the ones the client ended already
         self.watch_tasks: set[asyncio.Task[None]] = set()
         self.tasks: set[asyncio.Task[Any]] = set()
         # Changes taken from pushed watches in the actor's turn, encoded and sent ahead
@@ -493,6 +495,7 @@ class _ServedConnection(asyncio.Protocol):
         except TypeError as error:
             self._answer_error(event.call_id, ProtocolError(f"watch_variables: {error}"))
             return
+        self.opening.add(event.call_id)
         task = self.loop.create_task(self._start_watch(event.call_id, request))
         self.watch_tasks.add(task)
         task.add_done_callback(self.watch_tasks.discard)
@@ -511,10 +514,21 @@ class _ServedConnection(asyncio.Protocol):
                 on_ready=self._push,
             )
         except SessionStoreError as error:
+            self.unwatched.discard(watch_id)
             self._answer_error(watch_id, error)
             return
+        finally:
+            self.opening.discard(watch_id)
         if self.closed:
             self.store._unsubscribe(watcher)
+            return
+        if watch_id in self.unwatched:  # the client gave up on it before it opened
+            self.unwatched.discard(watch_id)
+            self.store._unsubscribe(watcher)
+            with contextlib.suppress(SessionStoreError):
+                self.connection.send_reply(watch_id, watcher.revision)
+                self.connection.send_watch_end(watch_id, None)
+            self._flush_soon()
             return
         self.watches[watch_id] = watcher
         self.watch_ids[id(watcher)] = watch_id
@@ -533,7 +547,9 @@ class _ServedConnection(asyncio.Protocol):
         if events or ending is not None:
             self.outbox.append((watch_id, events, ending))  # type: ignore[arg-type]
             if ending is not None:
-                self._forget_watch(watch_id)
+                # Not now: this runs while the store offers a turn's changes to its
+                # watchers, and unsubscribing changes the table the store is going through.
+                self._forget_watch(watch_id, later=True)
             self._flush_soon()
 
     def _send_outbox(self) -> None:
@@ -555,16 +571,21 @@ class _ServedConnection(asyncio.Protocol):
     def _end_watch(self, watch_id: int, error: SessionStoreError | None, *, send: bool) -> None:
         watcher = self.watches.get(watch_id)
         if watcher is None:
+            if watch_id in self.opening:
+                self.unwatched.add(watch_id)  # ended as soon as it opens
             return  # ended already (its end is on its way)
         self._forget_watch(watch_id)
         if send:
             self.outbox.append((watch_id, [], error or ENDED))
 
-    def _forget_watch(self, watch_id: int) -> None:
+    def _forget_watch(self, watch_id: int, *, later: bool = False) -> None:
         watcher = self.watches.pop(watch_id, None)
         if watcher is not None:
             self.watch_ids.pop(id(watcher), None)
-            self.store._unsubscribe(watcher)
+            if later:
+                self.loop.call_soon(self.store._unsubscribe, watcher)
+            else:
+                self.store._unsubscribe(watcher)
 
     # -- writing, reading, closing ------------------------------------------------------
 
