@@ -1,17 +1,51 @@
-"""Shared test helpers. Stable names: ``store``, ``session_id``, ``FakeClock``, ``clock_store``."""
+"""Shared test helpers. Stable names: ``store``, ``session_id``, ``FakeClock``, ``clock_store``,
+``open_store``, ``AnyStore``, ``serve``.
+
+Every store fixture comes in three kinds, so each behaviour test proves its rule
+through the wire as well as in-process:
+
+* ``local``: a :class:`SessionStore` in the test's event loop;
+* ``unix`` and ``tcp``: the same store (same options, the same ``FakeClock``)
+  served by a :class:`SessionServer` in the test's event loop, on a unix socket
+  under the test's temporary directory or on a free loopback port, and the
+  fixture gives a :class:`RemoteSessionStore` connected to it.
+
+A test that is local by nature (it reads the store's private state, the
+``*_nowait`` reads, the store's own spans, custom types, the store's lifecycle)
+is marked ``@pytest.mark.local_only`` (or a whole module, with ``pytestmark``):
+it gets the ``local`` kind only.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import itertools
 import os
-from collections.abc import AsyncIterator
+import tempfile
+import weakref
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any, Final, TypeAlias
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-from sessionactor import SessionStore
+from sessionactor import RemoteSessionStore, SessionServer, SessionStore, connect
+from sessionactor._codec import Codec, EncodeError
 from sessionactor.testing import FakeClock
 
-__all__ = ["FakeClock"]
+__all__ = [
+    "STORE_KINDS",
+    "AnyStore",
+    "FakeClock",
+    "OpenStore",
+    "backing",
+    "has_wire_form",
+    "open_store_of",
+    "serve",
+]
 
 # Locally every run explores new examples. CI replays a fixed set, so a submission
 # never fails on an example nobody has seen; the machines are shared, hence no
@@ -22,24 +56,117 @@ settings.register_profile(
 settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
+AnyStore: TypeAlias = SessionStore | RemoteSessionStore
+"""What a store fixture gives: the same calls, in-process or through the wire."""
+
+OpenStore: TypeAlias = Callable[..., AbstractAsyncContextManager[AnyStore]]
+"""``open_store(**options)``: an ``async with`` giving a store of the test's kind."""
+
+STORE_KINDS: Final = ("local", "unix", "tcp")
+_UNIX_PATH_LIMIT: Final = 100  # sun_path holds 108 bytes on Linux, 104 on macOS
+_SOCKET_NUMBERS: Final = itertools.count(1)
+_SERVED: weakref.WeakKeyDictionary[RemoteSessionStore, SessionStore] = weakref.WeakKeyDictionary()
+
+
+def backing(store: AnyStore) -> SessionStore:
+    """The :class:`SessionStore` behind a fixture's store: itself, or the one its server
+    serves. For white-box checks (counters, subscriptions) that hold through the wire."""
+    if isinstance(store, SessionStore):
+        return store
+    return _SERVED[store]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run every test that uses a store fixture once per kind (``local`` only when marked)."""
+    if "store_kind" not in metafunc.fixturenames:
+        return
+    local_only = metafunc.definition.get_closest_marker("local_only") is not None
+    kinds = ["local"] if local_only else list(STORE_KINDS)
+    metafunc.parametrize("store_kind", kinds, indirect=True, scope="function")
+
 
 @pytest.fixture
-async def store() -> AsyncIterator[SessionStore]:
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """``local``, ``unix`` or ``tcp``: how this test reaches its stores."""
+    kind: str = getattr(request, "param", "local")
+    return kind
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    store: SessionStore, kind: str, directory: Path | None = None, **client_options: Any
+) -> AsyncIterator[RemoteSessionStore]:
+    """A client of ``store``, served in this event loop on a ``kind`` address (``tcp``, a free
+    loopback port, or ``unix``, a socket in ``directory`` or a fresh temporary one); the
+    server and the client are closed at the end."""
+    with contextlib.ExitStack() as cleanup:
+        if kind == "tcp":
+            listen = "tcp://127.0.0.1:0"
+        elif kind == "unix":
+            path = None if directory is None else directory / f"s{next(_SOCKET_NUMBERS)}.sock"
+            if path is None or len(str(path)) > _UNIX_PATH_LIMIT:
+                short = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="sa-"))
+                path = Path(short) / "store.sock"
+            listen = f"unix:{path}"
+        else:
+            raise ValueError(f"not a remote kind of store: {kind!r}")
+        async with (
+            SessionServer(store, listen=listen) as server,
+            connect(server.addresses[0], **client_options) as remote,
+        ):
+            _SERVED[remote] = store
+            yield remote
+
+
+@contextlib.asynccontextmanager
+async def open_store_of(
+    kind: str, directory: Path | None = None, **options: Any
+) -> AsyncIterator[AnyStore]:
+    """A running store with ``options`` (those of :class:`SessionStore`) reached the
+    ``kind`` way (a unix socket in ``directory``), also for tests that cannot use
+    fixtures (hypothesis tests)."""
+    async with SessionStore(**options) as running:
+        if kind == "local":
+            yield running
+        else:
+            async with serve(running, kind, directory) as remote:
+                yield remote
+
+
+@pytest.fixture
+def open_store(store_kind: str, tmp_path: Path) -> OpenStore:
+    """``async with open_store(**options) as store:`` a running store with ``options`` (those
+    of :class:`SessionStore`), of this test's kind; stopped at the end of the block."""
+    return functools.partial(open_store_of, store_kind, tmp_path)
+
+
+@pytest.fixture
+async def store(open_store: OpenStore) -> AsyncIterator[AnyStore]:
     """A running store with default options, stopped after the test."""
-    async with SessionStore() as running:
+    async with open_store() as running:
         yield running
 
 
 @pytest.fixture
-async def session_id(store: SessionStore) -> str:
+async def session_id(store: AnyStore) -> str:
     """The id of a fresh session in ``store``."""
     await store.create_session("test_session")
     return "test_session"
 
 
 @pytest.fixture
-async def clock_store() -> AsyncIterator[tuple[SessionStore, FakeClock]]:
+async def clock_store(open_store: OpenStore) -> AsyncIterator[tuple[AnyStore, FakeClock]]:
     """A running store whose monotonic clock is a :class:`FakeClock`."""
     clock = FakeClock()
-    async with SessionStore(clock=clock) as running:
+    async with open_store(clock=clock) as running:
         yield running, clock
+
+
+def has_wire_form(value: object) -> bool:
+    """Whether ``value`` can travel to a remote store (one that cannot is refused with
+    ``InvalidArgument`` when the call is made, before anything is sent)."""
+    try:
+        Codec().encode(value)
+    except EncodeError:
+        return False
+    return True
