@@ -504,8 +504,13 @@ class _Link(asyncio.Protocol):
             if not future.done():
                 future.set_exception(error)
         watches, self.watches = self.watches, {}
+        # A watch ends with StoreClosed when this side closed the store, as a local
+        # store's watches do when it stops; with ConnectionLost when the connection broke.
+        ending = (
+            error if isinstance(error, ConnectionLost | StoreClosed) else ConnectionLost(str(error))
+        )
         for watcher in watches.values():
-            watcher.end(error if isinstance(error, ConnectionLost) else ConnectionLost(str(error)))
+            watcher.end(ending)
         if self.deadlines is not None:
             self.deadlines.close()
         if self.transport is not None:
