@@ -18,21 +18,28 @@ it gets the ``local`` kind only.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import itertools
 import os
 import tempfile
 import weakref
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from pathlib import Path
 from typing import Any, Final, TypeAlias
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-from sessionactor import RemoteSessionStore, SessionServer, SessionStore, connect
+from sessionactor import (
+    BlockingSessionStore,
+    RemoteSessionStore,
+    SessionServer,
+    SessionStore,
+    connect,
+)
 from sessionactor._codec import Codec, EncodeError
 from sessionactor.testing import FakeClock
 
@@ -40,11 +47,14 @@ __all__ = [
     "STORE_KINDS",
     "AnyStore",
     "FakeClock",
+    "OpenBlocking",
     "OpenStore",
     "backing",
     "has_wire_form",
+    "open_blocking_of",
     "open_store_of",
     "serve",
+    "serve_in_thread",
 ]
 
 # Locally every run explores new examples. CI replays a fixed set, so a submission
@@ -62,18 +72,23 @@ AnyStore: TypeAlias = SessionStore | RemoteSessionStore
 OpenStore: TypeAlias = Callable[..., AbstractAsyncContextManager[AnyStore]]
 """``open_store(**options)``: an ``async with`` giving a store of the test's kind."""
 
+OpenBlocking: TypeAlias = Callable[..., AbstractContextManager[BlockingSessionStore]]
+"""``open_blocking(**options)``: a ``with`` giving a blocking store of the test's kind."""
+
 STORE_KINDS: Final = ("local", "unix", "tcp")
+_PROMPT: Final = 10.0  # seconds: starting or stopping a server takes less, or it hangs
 _UNIX_PATH_LIMIT: Final = 100  # sun_path holds 108 bytes on Linux, 104 on macOS
 _SOCKET_NUMBERS: Final = itertools.count(1)
 _SERVED: weakref.WeakKeyDictionary[RemoteSessionStore, SessionStore] = weakref.WeakKeyDictionary()
 
 
-def backing(store: AnyStore) -> SessionStore:
+def backing(store: AnyStore | BlockingSessionStore) -> SessionStore:
     """The :class:`SessionStore` behind a fixture's store: itself, or the one its server
     serves. For white-box checks (counters, subscriptions) that hold through the wire."""
-    if isinstance(store, SessionStore):
-        return store
-    return _SERVED[store]
+    inner = store.store if isinstance(store, BlockingSessionStore) else store
+    if isinstance(inner, SessionStore):
+        return inner
+    return _SERVED[inner]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -92,29 +107,76 @@ def store_kind(request: pytest.FixtureRequest) -> str:
     return kind
 
 
+def _listen_address(kind: str, directory: Path | None, cleanup: contextlib.ExitStack) -> str:
+    """Where to serve a ``kind`` store: a free loopback port, or a unix socket in
+    ``directory`` (a fresh temporary one if None or too deep for a socket path)."""
+    if kind == "tcp":
+        return "tcp://127.0.0.1:0"
+    if kind != "unix":
+        raise ValueError(f"not a remote kind of store: {kind!r}")
+    path = None if directory is None else directory / f"s{next(_SOCKET_NUMBERS)}.sock"
+    if path is None or len(str(path)) > _UNIX_PATH_LIMIT:
+        path = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="sa-"))) / "s.sock"
+    return f"unix:{path}"
+
+
 @contextlib.asynccontextmanager
 async def serve(
     store: SessionStore, kind: str, directory: Path | None = None, **client_options: Any
 ) -> AsyncIterator[RemoteSessionStore]:
-    """A client of ``store``, served in this event loop on a ``kind`` address (``tcp``, a free
-    loopback port, or ``unix``, a socket in ``directory`` or a fresh temporary one); the
-    server and the client are closed at the end."""
+    """A client of ``store``, served in this event loop on a ``kind`` address (``unix`` or
+    ``tcp``); the server and the client are closed at the end."""
     with contextlib.ExitStack() as cleanup:
-        if kind == "tcp":
-            listen = "tcp://127.0.0.1:0"
-        elif kind == "unix":
-            path = None if directory is None else directory / f"s{next(_SOCKET_NUMBERS)}.sock"
-            if path is None or len(str(path)) > _UNIX_PATH_LIMIT:
-                short = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="sa-"))
-                path = Path(short) / "store.sock"
-            listen = f"unix:{path}"
-        else:
-            raise ValueError(f"not a remote kind of store: {kind!r}")
+        listen = _listen_address(kind, directory, cleanup)
         async with (
             SessionServer(store, listen=listen) as server,
             connect(server.addresses[0], **client_options) as remote,
         ):
             _SERVED[remote] = store
+            yield remote
+
+
+@contextlib.contextmanager
+def serve_in_thread(
+    blocking: BlockingSessionStore,
+    kind: str,
+    directory: Path | None = None,
+    **server_options: Any,
+) -> Iterator[SessionServer]:
+    """``blocking``'s store served on a ``kind`` address (with ``server_options``, those of
+    :class:`SessionServer`), by a server in the store's own loop thread; closed at the end."""
+    loop = blocking.loop
+    assert loop is not None and isinstance(blocking.store, SessionStore)
+    with contextlib.ExitStack() as cleanup:
+        listen = _listen_address(kind, directory, cleanup)
+        server = SessionServer(blocking.store, listen=listen, **server_options)
+        asyncio.run_coroutine_threadsafe(server.start(), loop).result(_PROMPT)
+        try:
+            yield server
+        finally:
+            asyncio.run_coroutine_threadsafe(server.aclose(), loop).result(_PROMPT)
+
+
+@contextlib.contextmanager
+def open_blocking_of(
+    kind: str, directory: Path | None = None, **options: Any
+) -> Iterator[BlockingSessionStore]:
+    """A :class:`BlockingSessionStore` with ``options`` (those of :class:`SessionStore`),
+    reached the ``kind`` way: its own store, or ``BlockingSessionStore.connect`` to a
+    store with those options served from another loop thread."""
+    with BlockingSessionStore(**options) as local:
+        if kind == "local":
+            yield local
+            return
+        with (
+            serve_in_thread(local, kind, directory) as server,
+            BlockingSessionStore.connect(
+                server.addresses[0], call_timeout=options.get("call_timeout", 5.0)
+            ) as remote,
+        ):
+            client, served = remote.store, local.store
+            assert isinstance(client, RemoteSessionStore) and isinstance(served, SessionStore)
+            _SERVED[client] = served
             yield remote
 
 
@@ -138,6 +200,13 @@ def open_store(store_kind: str, tmp_path: Path) -> OpenStore:
     """``async with open_store(**options) as store:`` a running store with ``options`` (those
     of :class:`SessionStore`), of this test's kind; stopped at the end of the block."""
     return functools.partial(open_store_of, store_kind, tmp_path)
+
+
+@pytest.fixture
+def open_blocking(store_kind: str, tmp_path: Path) -> OpenBlocking:
+    """``with open_blocking(**options) as store:`` a :class:`BlockingSessionStore` of this
+    test's kind (``BlockingSessionStore.connect`` for a remote one)."""
+    return functools.partial(open_blocking_of, store_kind, tmp_path)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import AnyStore, FakeClock, OpenStore, backing
+from conftest import AnyStore, FakeClock, OpenBlocking, OpenStore, backing
 
 from sessionactor import (
     AtomicUpdateError,
@@ -39,7 +39,6 @@ from sessionactor import (
     VersionConflict,
     WatchOverflow,
 )
-from sessionactor.blocking import BlockingSessionStore
 
 SID = "test_session"
 Changes = AsyncIterator[VariableChange]
@@ -871,8 +870,8 @@ async def test_a_caller_changing_its_identifier_list_later_changes_nothing(
 # -- BlockingSessionStore.watch_variables: the same watch as a plain iterator ------------------
 
 
-def test_blocking_watch_yields_the_same_events() -> None:
-    with BlockingSessionStore() as store:
+def test_blocking_watch_yields_the_same_events(open_blocking: OpenBlocking) -> None:
+    with open_blocking() as store:
         store.create_session(SID)
         store.register_variable(SID, "x", "integer", 0)
         with store.watch_variables(SID) as changes:
@@ -888,8 +887,10 @@ def test_blocking_watch_yields_the_same_events() -> None:
         ]
 
 
-def test_blocking_watch_waits_for_a_change_from_another_thread() -> None:
-    with BlockingSessionStore() as store:
+def test_blocking_watch_waits_for_a_change_from_another_thread(
+    open_blocking: OpenBlocking,
+) -> None:
+    with open_blocking() as store:
         store.create_session(SID)
         store.register_variable(SID, "x", "integer", 0)
         with store.watch_variables(SID, include_initial=False) as changes:
@@ -902,8 +903,8 @@ def test_blocking_watch_waits_for_a_change_from_another_thread() -> None:
             next(changes)
 
 
-def test_blocking_watch_overflow_and_bad_arguments() -> None:
-    with BlockingSessionStore() as store:
+def test_blocking_watch_overflow_and_bad_arguments(open_blocking: OpenBlocking) -> None:
+    with open_blocking() as store:
         store.create_session(SID)
         store.register_variable(SID, "x", "integer", 0)
         with store.watch_variables(SID, buffer=1, include_initial=False) as changes:
@@ -919,10 +920,12 @@ def test_blocking_watch_overflow_and_bad_arguments() -> None:
             pytest.fail("entered a watch of a missing session")
 
 
-def test_blocking_watch_ends_with_store_closed_when_the_store_stops() -> None:
+def test_blocking_watch_ends_with_store_closed_when_the_store_stops(
+    open_blocking: OpenBlocking,
+) -> None:
+    """Remote kinds: closing the client (``BlockingSessionStore.connect``) ends it so."""
     outcome: list[BaseException] = []
-    store = BlockingSessionStore()
-    with store:
+    with open_blocking() as store:
         store.create_session(SID)
         entered = threading.Event()
 
