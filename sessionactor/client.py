@@ -57,6 +57,7 @@ from .errors import (
     describe,
 )
 from .mirror import Mirroring
+from .model import VariableChange
 
 __all__ = ["RemoteSessionStore", "connect"]
 
@@ -346,6 +347,7 @@ class RemoteSessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
                 watcher, reply = link.open_watch(request, on_ready)
                 try:
                     await reply
+                    await watcher.listed  # the listing follows the reply: a mirror is whole
                 except BaseException:
                     # Given up (cancelled, timed out) or refused: a watch the server may
                     # still open must not stay open there (closing a refused one is a no-op).
@@ -458,7 +460,7 @@ class _Link(asyncio.Protocol):
 
     def open_watch(
         self, request: m.WatchVariables, on_ready: Callable[[Watcher], None] | None
-    ) -> tuple[Watcher, asyncio.Future[Any]]:
+    ) -> tuple[_RemoteWatcher, asyncio.Future[Any]]:
         call_id, reply = self._send(request)
         watcher = _RemoteWatcher(
             request.session_id,  # type: ignore[arg-type]
@@ -467,6 +469,7 @@ class _Link(asyncio.Protocol):
             include_initial=request.include_initial,  # type: ignore[arg-type]
             on_overflow=lambda: self.close_watch(watcher),
             on_ready=on_ready,
+            loop=self.loop,
         )
         self.watches[call_id] = watcher
         return watcher, reply
@@ -521,9 +524,44 @@ class _Link(asyncio.Protocol):
 
 class _RemoteWatcher(Watcher):
     """A watcher fed by the server's pushed changes (its token is the watch's call id).
-    Falling more than ``buffer`` behind ends it here and tells the server."""
+    Falling more than ``buffer`` behind ends it here and tells the server.
 
-    __slots__ = ()
+    ``listed`` is done once the first batch (the listing, possibly empty, which the
+    server sends right after its reply) has arrived, or the watch has ended.
+    """
+
+    __slots__ = ("listed",)
+
+    def __init__(
+        self,
+        session_id: str,
+        token: int,
+        *,
+        buffer: int,
+        include_initial: bool,
+        on_overflow: Callable[[], None],
+        on_ready: Callable[[Watcher], None] | None,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        super().__init__(
+            session_id,
+            token,
+            buffer=buffer,
+            include_initial=include_initial,
+            on_overflow=on_overflow,
+            on_ready=on_ready,
+        )
+        self.listed: asyncio.Future[None] = loop.create_future()
+
+    def receive(self, changes: list[VariableChange]) -> None:
+        super().receive(changes)
+        if not self.listed.done():
+            self.listed.set_result(None)
+
+    def end(self, error: SessionStoreError | None) -> None:
+        super().end(error)
+        if not self.listed.done():
+            self.listed.set_result(None)
 
     @property
     def accepting_remote(self) -> bool:

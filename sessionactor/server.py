@@ -455,6 +455,11 @@ class _ServedConnection(asyncio.Protocol):
             if not reply.cancelled():
                 reply.exception()  # retrieved: nobody is left to tell
             return
+        if self.write_paused:
+            # A reply goes out even to a slow reader: the changes its watches hold go
+            # ahead of it, or the client's mirror would miss the write it answers.
+            for watcher in list(self.watches.values()):
+                self._push(watcher, ahead_of_a_reply=True)
         self._send_outbox()
         if reply.cancelled():
             self._answer_error(call_id, StoreClosed("the session store stopped"))
@@ -533,18 +538,20 @@ class _ServedConnection(asyncio.Protocol):
         self.watches[watch_id] = watcher
         self.watch_ids[id(watcher)] = watch_id
         self.connection.send_reply(watch_id, watcher.revision)
-        self._push(watcher)
+        self._push(watcher, first=True)  # the listing follows the reply, even an empty one
         self._flush_soon()
 
-    def _push(self, watcher: Watcher) -> None:
+    def _push(
+        self, watcher: Watcher, *, ahead_of_a_reply: bool = False, first: bool = False
+    ) -> None:
         """Take what the watcher has (in the actor's turn: cheap, no encoding here)."""
         watch_id = self.watch_ids.get(id(watcher))
         if watch_id is None or self.closed:
             return
-        if self.write_paused and not watcher.ending_now:
+        if self.write_paused and not (watcher.ending_now or ahead_of_a_reply or first):
             return  # the client does not read: let the watcher's bounded buffer fill
         events, ending = watcher.take()
-        if events or ending is not None:
+        if events or ending is not None or first:
             self.outbox.append((watch_id, events, ending))  # type: ignore[arg-type]
             if ending is not None:
                 # Not now: this runs while the store offers a turn's changes to its
@@ -555,7 +562,7 @@ class _ServedConnection(asyncio.Protocol):
     def _send_outbox(self) -> None:
         outbox, self.outbox = self.outbox, []
         for watch_id, events, ending in outbox:
-            if events:
+            if events or ending is None:  # (only a watch's first message can be empty)
                 try:
                     self.connection.send_watch_events(watch_id, events)
                 except EncodeError as fault:  # a custom type's value with no wire form
