@@ -13,7 +13,8 @@ through the wire as well as in-process:
 A test that is local by nature (it reads the store's private state, the
 ``*_nowait`` reads, the store's own spans, custom types, the store's lifecycle)
 is marked ``@pytest.mark.local_only`` (or a whole module, with ``pytestmark``):
-it gets the ``local`` kind only.
+it gets the ``local`` kind only. A test of what only a connection has (a broken
+connection, a slow reader) is marked ``@pytest.mark.remote_only``.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ __all__ = [
     "open_store_of",
     "serve",
     "serve_in_thread",
+    "server_of",
 ]
 
 # Locally every run explores new examples. CI replays a fixed set, so a submission
@@ -80,6 +82,7 @@ _PROMPT: Final = 10.0  # seconds: starting or stopping a server takes less, or i
 _UNIX_PATH_LIMIT: Final = 100  # sun_path holds 108 bytes on Linux, 104 on macOS
 _SOCKET_NUMBERS: Final = itertools.count(1)
 _SERVED: weakref.WeakKeyDictionary[RemoteSessionStore, SessionStore] = weakref.WeakKeyDictionary()
+_SERVERS: weakref.WeakKeyDictionary[RemoteSessionStore, SessionServer] = weakref.WeakKeyDictionary()
 
 
 def backing(store: AnyStore | BlockingSessionStore) -> SessionStore:
@@ -91,12 +94,21 @@ def backing(store: AnyStore | BlockingSessionStore) -> SessionStore:
     return _SERVED[inner]
 
 
+def server_of(store: RemoteSessionStore) -> SessionServer:
+    """The :class:`SessionServer` a fixture's remote store is connected to."""
+    return _SERVERS[store]
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Run every test that uses a store fixture once per kind (``local`` only when marked)."""
+    """Run every test that uses a store fixture once per kind (``local`` only, or the
+    remote kinds only, when marked so)."""
     if "store_kind" not in metafunc.fixturenames:
         return
-    local_only = metafunc.definition.get_closest_marker("local_only") is not None
-    kinds = ["local"] if local_only else list(STORE_KINDS)
+    kinds = list(STORE_KINDS)
+    if metafunc.definition.get_closest_marker("local_only") is not None:
+        kinds = ["local"]
+    elif metafunc.definition.get_closest_marker("remote_only") is not None:
+        kinds = [kind for kind in STORE_KINDS if kind != "local"]
     metafunc.parametrize("store_kind", kinds, indirect=True, scope="function")
 
 
@@ -133,6 +145,7 @@ async def serve(
             connect(server.addresses[0], **client_options) as remote,
         ):
             _SERVED[remote] = store
+            _SERVERS[remote] = server
             yield remote
 
 
