@@ -127,18 +127,20 @@ def _sendable(command: m.AnyCommand, limits: Limits) -> m.AnyCommand:
     return command
 
 
-def _unsendable(command: m.AnyCommand, codec: Codec, error: EncodeError) -> InvalidArgument:
-    """The error a call gets when an argument has no wire form: an ``InvalidArgument``
-    naming the argument, raised before anything is sent."""
+def _unsendable(command: m.AnyCommand, codec: Codec, error: Exception) -> InvalidArgument:
+    """The error a call gets when an argument has no wire form (or one of its own methods
+    raises while it is encoded): an ``InvalidArgument`` naming the argument, raised
+    before anything is sent."""
     operation, fields = encode_call(command)
     for name, value in fields.items():
         try:
             codec.encode(value)
-        except EncodeError as fault:
+        except Exception as fault:
             shown = value.value if type(value) is Owned else value
+            why = fault if isinstance(fault, EncodeError) else f"encoding it raised {fault!r}"
             return InvalidArgument(
                 f"{operation}(): {name} {describe(shown)} cannot be sent to a remote store "
-                f"({fault}); a remote call takes JSON-like data, bytes, tuples and Tensor"
+                f"({why}); a remote call takes JSON-like data, bytes, tuples and Tensor"
             )
     return InvalidArgument(f"{operation}(): the call cannot be sent to a remote store ({error})")
 
@@ -449,7 +451,11 @@ class _Link(asyncio.Protocol):
         command = _sendable(command, self.owner._limits)
         try:
             call_id = self.connection.send_call(command, trace=_trace_headers())
-        except EncodeError as error:
+        except EncodeError as error:  # no wire form: nothing was sent
+            raise _unsendable(command, self.owner._codec, error) from None
+        except SessionStoreError:  # ConnectionLost, a call larger than a frame
+            raise
+        except Exception as error:  # an argument's own methods raise while it is encoded
             raise _unsendable(command, self.owner._codec, error) from None
         future = self.loop.create_future()
         self.pending[call_id] = future
