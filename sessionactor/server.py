@@ -530,9 +530,8 @@ class _ServedConnection(asyncio.Protocol):
         if watch_id in self.unwatched:  # the client gave up on it before it opened
             self.unwatched.discard(watch_id)
             self.store._unsubscribe(watcher)
-            with contextlib.suppress(SessionStoreError):
+            with contextlib.suppress(SessionStoreError):  # its call is answered all the same
                 self.connection.send_reply(watch_id, watcher.revision)
-                self.connection.send_watch_end(watch_id, None)
             self._flush_soon()
             return
         self.watches[watch_id] = watcher
@@ -551,7 +550,10 @@ class _ServedConnection(asyncio.Protocol):
         if self.write_paused and not (watcher.ending_now or ahead_of_a_reply or first):
             return  # the client does not read: let the watcher's bounded buffer fill
         events, ending = watcher.take()
-        if events or ending is not None or first:
+        if first:  # the listing, a WATCH_EVENTS of its own even when empty
+            self.outbox.append((watch_id, events, None))  # type: ignore[arg-type]
+            events = []
+        if events or ending is not None:
             self.outbox.append((watch_id, events, ending))  # type: ignore[arg-type]
             if ending is not None:
                 # Not now: this runs while the store offers a turn's changes to its
