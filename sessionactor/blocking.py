@@ -208,8 +208,9 @@ class BlockingSessionStore(StoreCalls, BlockingFacade):
 
     @property
     def running(self) -> bool:
-        """Whether the store takes calls now."""
-        return self._store.running
+        """Whether the store takes calls now (for :meth:`connect`: whether the block has
+        been entered and not left; the connection itself may be down for a moment)."""
+        return self._loop is not None and self._store.running
 
     def start(self) -> Self:
         """Start the background loop thread and the store in it (own-loop form only)."""

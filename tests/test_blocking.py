@@ -459,6 +459,22 @@ def test_connect_with_a_wrong_token_raises_authentication_failed_on_entering(kin
         assert served.session_exists(SID)
 
 
+@pytest.mark.parametrize("kind", ["unix", "tcp"])
+def test_a_connected_store_runs_between_entering_and_leaving(kind: str) -> None:
+    with BlockingSessionStore() as served, serve_in_thread(served, kind) as server:
+        store = BlockingSessionStore.connect(server.addresses[0])
+        assert not store.running
+        with pytest.raises(StoreClosed, match="not started"):
+            store.list_sessions()
+        with store:
+            assert store.running
+            assert store.list_sessions() == []
+        assert not store.running
+        with pytest.raises(StoreClosed):
+            store.list_sessions()
+        assert served.running  # closing a client stops nothing on the server
+
+
 def test_connect_refuses_bad_options_at_once() -> None:
     with pytest.raises(InvalidArgument):
         BlockingSessionStore.connect("http://example.com")
