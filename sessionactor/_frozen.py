@@ -256,7 +256,7 @@ class _Copier:
                     key = str.__str__(key)
                 elif not self.permissive or not _is_plain_key(key):
                     raise TypeError(f"key {describe(key)} is not a str")  # repr may be hostile
-            if len(key) > self.limits.max_string_length:  # type: ignore[arg-type]
+            if type(key) in (str, bytes) and len(key) > self.limits.max_string_length:  # type: ignore[arg-type]
                 raise _TooMuch(f"a key of more than {self.limits.max_string_length} characters")
             copied[key] = self.copy(item, depth)  # type: ignore[index]
         return FrozenMap._owning(copied)

@@ -19,9 +19,10 @@ after it is a message, an array whose first item is its :class:`MessageKind`.
 'sessionactor 0.1.0'
 
 Watches: a ``CALL`` of operation ``watch_variables`` opens a watch whose id is
-that call's id. The server answers it with the revision the watch starts at and
-then pushes ``WATCH_EVENTS`` (the first carries the initial events) until a
-``WATCH_END``; the client ends a watch early with ``UNWATCH``.
+that call's id. The server answers it with the revision the watch starts at,
+follows that reply at once with a first ``WATCH_EVENTS`` (the initial events,
+possibly none), and pushes ``WATCH_EVENTS`` until a ``WATCH_END``; the client
+ends a watch early with ``UNWATCH``.
 
 Adding a message kind: a member of :class:`MessageKind`, an event class, a
 builder function, a ``send_*`` method on the sending side and an entry in the
@@ -117,10 +118,10 @@ class MessageKind(enum.IntEnum):
     """Server to client: ``[3, watch_id, [change, ...]]``, changes in revision order."""
     WATCH_END = 4
     """Server to client: ``[4, watch_id, error]``: the watch ended; ``error`` is nil when its
-    session closed (the last change said so) or the client ended it, else why
-    (``WatchOverflow``, ``StoreClosed``)."""
+    session closed (the last change said so), else why (``WatchOverflow``, ``StoreClosed``)."""
     UNWATCH = 5
-    """Client to server: ``[5, watch_id]``: end this watch (events already sent still arrive)."""
+    """Client to server: ``[5, watch_id]``: end this watch. Events already sent still
+    arrive; nothing follows them, not even a ``WATCH_END``."""
 
 
 class ConnectionState(enum.Enum):

@@ -212,11 +212,11 @@ class Watcher:
     # -- fed from elsewhere (a client whose server watches the store) -------------------
 
     def begin(self, revision: int) -> None:
-        """Start a watch whose changes come already filtered, through :meth:`receive`."""
+        """Start a watch whose changes come already filtered, through :meth:`receive`
+        (the first batch is its listing: until it comes there is nothing to hand over)."""
         self._filter = _FOLLOW_ALL
         self._follows_all = True
         self._last_revision = revision
-        self._ready()
 
     def receive(self, changes: list[VariableChange]) -> None:
         """Changes the server's watch picked, in order: ``initial`` ones into the

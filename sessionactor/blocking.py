@@ -8,13 +8,16 @@ median of 5 runs): about 28,000 calls/s from 1 thread and 40,000 from 8,
 against 25,000 and 35,000 for ``asyncio.run_coroutine_threadsafe`` (the same
 steps in more layers) and 13,000 and 18,000 for an anyio blocking portal.
 
-Two forms:
+Three forms:
 
 * ``with BlockingSessionStore(**options) as store:`` runs its own
   :class:`SessionStore` (same options) on a background event-loop thread and
   stops it on exit.
 * ``BlockingSessionStore.wrap(store, loop)`` wraps a store that already runs in
   another thread's event loop; leaving ``with`` or ``close()`` then stops nothing.
+* ``with BlockingSessionStore.connect(address) as store:`` runs a
+  :class:`RemoteSessionStore` on a background event-loop thread: the calls of a
+  store served by another process, and the connection closed on exit.
 
 Errors are the store's own (``SessionStoreError`` subclasses, re-raised in the
 calling thread); a call waits at most the store's ``call_timeout`` and then
@@ -28,17 +31,20 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
+import ssl as ssl_module
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Generic, Self, TypeVar, cast
 
 from . import messages as m
 from ._api import BlockingFacade, StoreCalls
 from ._frozen import Limits
-from .errors import CallTimeout, StoreClosed
+from .client import RemoteSessionStore
+from .errors import CallTimeout, InvalidArgument, StoreClosed
+from .mirror import Mirror
 from .model import VariableChange
 from .store import SessionStore
 from .telemetry import DEFAULT_DURATION_SAMPLE_RATIO
@@ -51,7 +57,9 @@ if TYPE_CHECKING:
 __all__ = ["BlockingSessionStore"]
 
 R = TypeVar("R")
+T = TypeVar("T")
 _Reply = concurrent.futures.Future[Any]
+_Store = SessionStore | RemoteSessionStore
 
 _SHUTDOWN_GRACE: Final = 5.0  # seconds the loop thread lets answered calls finish
 
@@ -125,9 +133,9 @@ class BlockingSessionStore(StoreCalls, BlockingFacade):
         self._setup(store, None, owns_loop=True)
 
     def _setup(
-        self, store: SessionStore, loop: asyncio.AbstractEventLoop | None, *, owns_loop: bool
+        self, store: _Store, loop: asyncio.AbstractEventLoop | None, *, owns_loop: bool
     ) -> None:
-        self._store = store
+        self._store: _Store = store
         self._loop = loop
         self._owns_loop = owns_loop
         self._limits = store._limits
@@ -135,6 +143,7 @@ class BlockingSessionStore(StoreCalls, BlockingFacade):
         self._call_timeout: float | None = store._call_timeout
         self._thread: threading.Thread | None = None
         self._stop: asyncio.Future[None] | None = None
+        self._start_error: BaseException | None = None
         self._started = False
         # Replies still awaited. set.add/discard are atomic under the GIL; the loop
         # thread fails whatever is left when it shuts down, so nobody waits forever.
@@ -163,11 +172,38 @@ class BlockingSessionStore(StoreCalls, BlockingFacade):
         wrapper._started = True
         return wrapper
 
+    @classmethod
+    def connect(
+        cls,
+        address: str,
+        *,
+        token: str | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+        call_timeout: float | None = 5.0,
+    ) -> BlockingSessionStore:
+        """Blocking access to a store served at ``address`` (``tcp://HOST:PORT`` or
+        ``unix:/path``), for ``with``: the calls of :func:`~sessionactor.connect` on a
+        background event-loop thread of its own.
+
+        Entering the block connects, and raises ``AuthenticationFailed`` if the
+        server refuses the token or ``ConnectionLost`` if it cannot be reached;
+        leaving it closes the connection. ``token`` defaults to the environment
+        variable ``SESSIONACTOR_TOKEN``; ``call_timeout`` bounds each call end to end.
+
+        >>> with BlockingSessionStore.connect("tcp://127.0.0.1:7420") as store:  # doctest: +SKIP
+        ...     store.create_session("s1")
+        """
+        remote = RemoteSessionStore(address, token=token, ssl=ssl, call_timeout=call_timeout)
+        blocking = cls.__new__(cls)
+        blocking._setup(remote, None, owns_loop=True)
+        return blocking
+
     # -- lifecycle ----------------------------------------------------------------
 
     @property
-    def store(self) -> SessionStore:
-        """The wrapped :class:`SessionStore` (use it only from its own loop)."""
+    def store(self) -> SessionStore | RemoteSessionStore:
+        """The store behind the blocking calls: a :class:`SessionStore`, or the
+        :class:`RemoteSessionStore` of :meth:`connect` (use it only from its own loop)."""
         return self._store
 
     @property
@@ -177,8 +213,9 @@ class BlockingSessionStore(StoreCalls, BlockingFacade):
 
     @property
     def running(self) -> bool:
-        """Whether the store takes calls now."""
-        return self._store.running
+        """Whether the store takes calls now (for :meth:`connect`: whether the block has
+        been entered and not left; the connection itself may be down for a moment)."""
+        return self._loop is not None and self._store.running
 
     def start(self) -> Self:
         """Start the background loop thread and the store in it (own-loop form only)."""
@@ -195,6 +232,9 @@ class BlockingSessionStore(StoreCalls, BlockingFacade):
         )
         self._thread.start()
         ready.wait()
+        if self._start_error is not None:  # it could not start (connect: not reached)
+            self._thread.join()
+            raise self._start_error
         return self
 
     def close(self) -> None:
@@ -229,6 +269,10 @@ class BlockingSessionStore(StoreCalls, BlockingFacade):
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(self._run_store(ready))
+        except BaseException as error:  # could not start: start() raises it in its thread
+            if ready.is_set():
+                raise
+            self._start_error = error
         finally:
             ready.set()  # even if the store failed to start
             try:
@@ -257,6 +301,11 @@ class BlockingSessionStore(StoreCalls, BlockingFacade):
         """Run ``start(*args)`` in the loop thread and wait for what it gives (an awaitable);
         ``timeout`` None waits as long as it takes (a watch)."""
         loop = self._loop
+        if loop is None and self._owns_loop:
+            raise StoreClosed(
+                "the store has not started: use `with BlockingSessionStore(...) as store:` "
+                "(or BlockingSessionStore.connect(...)), or call start()"
+            )
         if loop is None or not self._store.running:
             raise StoreClosed(self._store._closed_reason)
         if asyncio._get_running_loop() is loop:
@@ -303,8 +352,17 @@ class BlockingSessionStore(StoreCalls, BlockingFacade):
         (see :meth:`SessionStore.backup`); waits as long as the copy takes.
 
         >>> store.backup("/backups/store.sqlite")  # doctest: +SKIP
+
+        Only for a store in this process: a connected one's database is the server's
+        to copy (``InvalidArgument``).
         """
-        self._run_in_loop(None, self._store.backup, path)
+        store = self._store
+        if not isinstance(store, SessionStore):
+            raise InvalidArgument(
+                "backup() copies the database of a store in this process; a served "
+                "store's database is copied where the server runs"
+            )
+        self._run_in_loop(None, store.backup, path)
 
     # -- watch -------------------------------------------------------------------------------
 
@@ -334,29 +392,46 @@ class BlockingSessionStore(StoreCalls, BlockingFacade):
         )
         return _BlockingWatch(self, context)
 
+    # -- mirror -------------------------------------------------------------------------------
 
-class _BlockingWatch:
-    """A watch's blocking context manager; each ``next()`` waits in the loop for a change.
+    def mirror(self, session_id: str, *, pattern: str | None = None) -> _BlockingMirror:
+        """:meth:`SessionStore.mirror` for ``with``: the live :class:`Mirror` of the session's
+        variables (those whose name matches ``pattern``, if given), kept current by the
+        loop thread and read from yours without a call.
 
-    Left without ``with`` (abandoned and collected, in any thread), it still
-    unsubscribes: the exit is handed to the loop thread, silently.
+        Read-your-writes holds here too: a write this store object has returned is
+        in the mirror when the call returns. Looking up, ``in`` and ``len`` are safe
+        from any thread; to go through it while it changes, go through a copy
+        (``mirror.copy()`` is atomic).
+
+        >>> with store.mirror("s1") as variables:  # doctest: +SKIP
+        ...     store.update_variable("s1", "temperature", 0.9)
+        ...     variables["temperature"].value
+        0.9
+        """
+        return _BlockingMirror(self, self._store.mirror(session_id, pattern=pattern))
+
+
+class _InLoop(Generic[T]):
+    """One of the store's async context managers, entered and left in its loop thread
+    on behalf of a blocking caller.
+
+    Left without ``with`` (abandoned and collected, in any thread), it still exits:
+    the exit is handed to the loop thread, silently.
     """
 
     def __init__(
-        self,
-        owner: BlockingSessionStore,
-        context: AbstractAsyncContextManager[AsyncIterator[VariableChange]],
+        self, owner: BlockingSessionStore, context: AbstractAsyncContextManager[T]
     ) -> None:
         self._owner = owner
         self._context = context
-        self._changes: AsyncIterator[VariableChange] | None = None
         self._exited = True
 
-    def __enter__(self) -> Iterator[VariableChange]:
+    def _enter(self) -> T:
         owner = self._owner
-        self._changes = owner._run_in_loop(owner._call_timeout, self._context.__aenter__)
+        entered: T = owner._run_in_loop(owner._call_timeout, self._context.__aenter__)
         self._exited = False
-        return _BlockingChanges(owner, self._changes)
+        return entered
 
     def __exit__(
         self,
@@ -381,9 +456,24 @@ class _BlockingWatch:
                 loop.call_soon_threadsafe(self._exit_in_loop, self._context)
 
     @staticmethod
-    def _exit_in_loop(context: AbstractAsyncContextManager[AsyncIterator[VariableChange]]) -> None:
+    def _exit_in_loop(context: AbstractAsyncContextManager[T]) -> None:
         task = asyncio.ensure_future(context.__aexit__(None, None, None))
         task.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+
+class _BlockingWatch(_InLoop[AsyncIterator[VariableChange]]):
+    """A watch's blocking context manager; each ``next()`` waits in the loop for a change."""
+
+    def __enter__(self) -> Iterator[VariableChange]:
+        return _BlockingChanges(self._owner, self._enter())
+
+
+class _BlockingMirror(_InLoop[Mirror]):
+    """A mirror's blocking context manager: the live :class:`Mirror`, kept current by the
+    loop thread and read from any thread."""
+
+    def __enter__(self) -> Mirror:
+        return self._enter()
 
 
 class _BlockingChanges(Iterator[VariableChange]):

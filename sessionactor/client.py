@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import ssl as ssl_module
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
@@ -30,8 +31,8 @@ from opentelemetry.trace import get_current_span
 from . import messages as m
 from ._address import UnixAddress, parse_address
 from ._api import AsyncFacade, StoreCalls
-from ._codec import Codec
-from ._frozen import DEFAULT_LIMITS, FrozenMap, Limits
+from ._codec import Codec, EncodeError, encode_call
+from ._frozen import DEFAULT_LIMITS, FrozenMap, Limits, Owned
 from ._protocol import (
     MAX_FRAME_BYTES,
     ClientConnection,
@@ -56,6 +57,7 @@ from .errors import (
     describe,
 )
 from .mirror import Mirroring
+from .model import VariableChange
 
 __all__ = ["RemoteSessionStore", "connect"]
 
@@ -87,6 +89,60 @@ def connect(
 
 def _frozen_mapping(items: dict[Any, object]) -> FrozenMap:
     return FrozenMap._owning(items)
+
+
+def _sendable_identifiers(identifiers: object, limits: Limits) -> object:
+    """An iterable of identifiers as a tuple the wire can carry (a local store takes any
+    iterable: a generator, a dict's keys). Read no further than the first item that is
+    not a str, which the server refuses as a local store would, nor past the item limit:
+    an endless iterable is never exhausted. Anything else goes as it is, for the server
+    to refuse."""
+    if (
+        type(identifiers) is tuple
+        or type(identifiers) is list
+        or isinstance(identifiers, str | bytes | Mapping)
+        or not isinstance(identifiers, Iterable)
+    ):
+        return identifiers
+    taken: list[object] = []
+    try:
+        for item in itertools.islice(identifiers, limits.max_items + 1):
+            taken.append(item)
+            if type(item) is not str:
+                break
+    except Exception as error:  # an iterator whose own methods raise
+        raise InvalidArgument(
+            f"identifiers {describe(identifiers)} cannot be read: {describe(error)}"
+        ) from None
+    return tuple(taken)
+
+
+def _sendable(command: m.AnyCommand, limits: Limits) -> m.AnyCommand:
+    """``command`` in the form the wire carries: what a local store would take and the
+    wire cannot spell is turned into what it can, with the same meaning."""
+    if type(command) is m.GetVariables:
+        identifiers = _sendable_identifiers(command.identifiers, limits)
+        if identifiers is not command.identifiers:
+            return m.GetVariables(command.session_id, identifiers)
+    return command
+
+
+def _unsendable(command: m.AnyCommand, codec: Codec, error: Exception) -> InvalidArgument:
+    """The error a call gets when an argument has no wire form (or one of its own methods
+    raises while it is encoded): an ``InvalidArgument`` naming the argument, raised
+    before anything is sent."""
+    operation, fields = encode_call(command)
+    for name, value in fields.items():
+        try:
+            codec.encode(value)
+        except Exception as fault:
+            shown = value.value if type(value) is Owned else value
+            why = fault if isinstance(fault, EncodeError) else f"encoding it raised {fault!r}"
+            return InvalidArgument(
+                f"{operation}(): {name} {describe(shown)} cannot be sent to a remote store "
+                f"({why}); a remote call takes JSON-like data, bytes, tuples and Tensor"
+            )
+    return InvalidArgument(f"{operation}(): the call cannot be sent to a remote store ({error})")
 
 
 def _trace_headers() -> dict[str, str] | None:
@@ -285,12 +341,20 @@ class RemoteSessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
             )
         if isinstance(identifiers, list | set):
             identifiers = tuple(identifiers)
+        identifiers = _sendable_identifiers(identifiers, self._limits)  # type: ignore[assignment]
         request = m.WatchVariables(session_id, identifiers, pattern, include_initial, buffer)
         try:
             async with asyncio.timeout(self._call_timeout):
                 link = await self._connected()
                 watcher, reply = link.open_watch(request, on_ready)
-                await reply
+                try:
+                    await reply
+                    await watcher.listed  # the listing follows the reply: a mirror is whole
+                except BaseException:
+                    # Given up (cancelled, timed out) or refused: a watch the server may
+                    # still open must not stay open there (closing a refused one is a no-op).
+                    link.close_watch(watcher)
+                    raise
         except TimeoutError:
             raise CallTimeout("watch_variables", self._call_timeout or 0.0) from None
         return watcher
@@ -384,7 +448,15 @@ class _Link(asyncio.Protocol):
         return self._send(command)[1]
 
     def _send(self, command: m.AnyCommand) -> tuple[int, asyncio.Future[Any]]:
-        call_id = self.connection.send_call(command, trace=_trace_headers())
+        command = _sendable(command, self.owner._limits)
+        try:
+            call_id = self.connection.send_call(command, trace=_trace_headers())
+        except EncodeError as error:  # no wire form: nothing was sent
+            raise _unsendable(command, self.owner._codec, error) from None
+        except SessionStoreError:  # ConnectionLost, a call larger than a frame
+            raise
+        except Exception as error:  # an argument's own methods raise while it is encoded
+            raise _unsendable(command, self.owner._codec, error) from None
         future = self.loop.create_future()
         self.pending[call_id] = future
         if self.deadlines is not None:
@@ -394,7 +466,7 @@ class _Link(asyncio.Protocol):
 
     def open_watch(
         self, request: m.WatchVariables, on_ready: Callable[[Watcher], None] | None
-    ) -> tuple[Watcher, asyncio.Future[Any]]:
+    ) -> tuple[_RemoteWatcher, asyncio.Future[Any]]:
         call_id, reply = self._send(request)
         watcher = _RemoteWatcher(
             request.session_id,  # type: ignore[arg-type]
@@ -403,6 +475,7 @@ class _Link(asyncio.Protocol):
             include_initial=request.include_initial,  # type: ignore[arg-type]
             on_overflow=lambda: self.close_watch(watcher),
             on_ready=on_ready,
+            loop=self.loop,
         )
         self.watches[call_id] = watcher
         return watcher, reply
@@ -440,8 +513,13 @@ class _Link(asyncio.Protocol):
             if not future.done():
                 future.set_exception(error)
         watches, self.watches = self.watches, {}
+        # A watch ends with StoreClosed when this side closed the store, as a local
+        # store's watches do when it stops; with ConnectionLost when the connection broke.
+        ending = (
+            error if isinstance(error, ConnectionLost | StoreClosed) else ConnectionLost(str(error))
+        )
         for watcher in watches.values():
-            watcher.end(error if isinstance(error, ConnectionLost) else ConnectionLost(str(error)))
+            watcher.end(ending)
         if self.deadlines is not None:
             self.deadlines.close()
         if self.transport is not None:
@@ -452,9 +530,44 @@ class _Link(asyncio.Protocol):
 
 class _RemoteWatcher(Watcher):
     """A watcher fed by the server's pushed changes (its token is the watch's call id).
-    Falling more than ``buffer`` behind ends it here and tells the server."""
+    Falling more than ``buffer`` behind ends it here and tells the server.
 
-    __slots__ = ()
+    ``listed`` is done once the first batch (the listing, possibly empty, which the
+    server sends right after its reply) has arrived, or the watch has ended.
+    """
+
+    __slots__ = ("listed",)
+
+    def __init__(
+        self,
+        session_id: str,
+        token: int,
+        *,
+        buffer: int,
+        include_initial: bool,
+        on_overflow: Callable[[], None],
+        on_ready: Callable[[Watcher], None] | None,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        super().__init__(
+            session_id,
+            token,
+            buffer=buffer,
+            include_initial=include_initial,
+            on_overflow=on_overflow,
+            on_ready=on_ready,
+        )
+        self.listed: asyncio.Future[None] = loop.create_future()
+
+    def receive(self, changes: list[VariableChange]) -> None:
+        super().receive(changes)
+        if not self.listed.done():
+            self.listed.set_result(None)
+
+    def end(self, error: SessionStoreError | None) -> None:
+        super().end(error)
+        if not self.listed.done():
+            self.listed.set_result(None)
 
     @property
     def accepting_remote(self) -> bool:

@@ -368,6 +368,8 @@ class _ServedConnection(asyncio.Protocol):
         self.handshake_timer: asyncio.TimerHandle | None = None
         self.watches: dict[int, Watcher] = {}  # by watch id (the call id that opened it)
         self.watch_ids: dict[int, int] = {}  # id(watcher) -> watch id
+        self.opening: set[int] = set()  # watch ids whose subscription is on its way
+        self.unwatched: set[int] = set()  # of those, the ones the client ended already
         self.watch_tasks: set[asyncio.Task[None]] = set()
         self.tasks: set[asyncio.Task[Any]] = set()
         # Changes taken from pushed watches in the actor's turn, encoded and sent ahead
@@ -531,6 +533,11 @@ class _ServedConnection(asyncio.Protocol):
             if not reply.cancelled():
                 reply.exception()  # retrieved: nobody is left to tell
             return
+        if self.write_paused:
+            # A reply goes out even to a slow reader: the changes its watches hold go
+            # ahead of it, or the client's mirror would miss the write it answers.
+            for watcher in list(self.watches.values()):
+                self._push(watcher, ahead_of_a_reply=True)
         self._send_outbox()
         if reply.cancelled():
             self._answer_error(call_id, StoreClosed("the session store stopped"))
@@ -574,6 +581,7 @@ class _ServedConnection(asyncio.Protocol):
         except TypeError as error:
             self._answer_error(event.call_id, ProtocolError(f"watch_variables: {error}"))
             return
+        self.opening.add(event.call_id)
         task = self.loop.create_task(self._start_watch(event.call_id, request))
         self.watch_tasks.add(task)
         task.add_done_callback(self.watch_tasks.discard)
@@ -592,35 +600,52 @@ class _ServedConnection(asyncio.Protocol):
                 on_ready=self._push,
             )
         except SessionStoreError as error:
+            self.unwatched.discard(watch_id)
             self._answer_error(watch_id, error)
             return
+        finally:
+            self.opening.discard(watch_id)
         if self.closed:
             self.store._unsubscribe(watcher)
+            return
+        if watch_id in self.unwatched:  # the client gave up on it before it opened
+            self.unwatched.discard(watch_id)
+            self.store._unsubscribe(watcher)
+            with contextlib.suppress(SessionStoreError):  # its call is answered all the same
+                self.connection.send_reply(watch_id, watcher.revision)
+            self._flush_soon()
             return
         self.watches[watch_id] = watcher
         self.watch_ids[id(watcher)] = watch_id
         self.connection.send_reply(watch_id, watcher.revision)
-        self._push(watcher)
+        self._push(watcher, first=True)  # the listing follows the reply, even an empty one
         self._flush_soon()
 
-    def _push(self, watcher: Watcher) -> None:
+    def _push(
+        self, watcher: Watcher, *, ahead_of_a_reply: bool = False, first: bool = False
+    ) -> None:
         """Take what the watcher has (in the actor's turn: cheap, no encoding here)."""
         watch_id = self.watch_ids.get(id(watcher))
         if watch_id is None or self.closed:
             return
-        if self.write_paused and not watcher.ending_now:
+        if self.write_paused and not (watcher.ending_now or ahead_of_a_reply or first):
             return  # the client does not read: let the watcher's bounded buffer fill
         events, ending = watcher.take()
+        if first:  # the listing, a WATCH_EVENTS of its own even when empty
+            self.outbox.append((watch_id, events, None))  # type: ignore[arg-type]
+            events = []
         if events or ending is not None:
             self.outbox.append((watch_id, events, ending))  # type: ignore[arg-type]
             if ending is not None:
-                self._forget_watch(watch_id)
+                # Not now: this runs while the store offers a turn's changes to its
+                # watchers, and unsubscribing changes the table the store is going through.
+                self._forget_watch(watch_id, later=True)
             self._flush_soon()
 
     def _send_outbox(self) -> None:
         outbox, self.outbox = self.outbox, []
         for watch_id, events, ending in outbox:
-            if events:
+            if events or ending is None:  # (only a watch's first message can be empty)
                 try:
                     self.connection.send_watch_events(watch_id, events)
                 except EncodeError as fault:  # a custom type's value with no wire form
@@ -636,16 +661,21 @@ class _ServedConnection(asyncio.Protocol):
     def _end_watch(self, watch_id: int, error: SessionStoreError | None, *, send: bool) -> None:
         watcher = self.watches.get(watch_id)
         if watcher is None:
+            if watch_id in self.opening:
+                self.unwatched.add(watch_id)  # ended as soon as it opens
             return  # ended already (its end is on its way)
         self._forget_watch(watch_id)
         if send:
             self.outbox.append((watch_id, [], error or ENDED))
 
-    def _forget_watch(self, watch_id: int) -> None:
+    def _forget_watch(self, watch_id: int, *, later: bool = False) -> None:
         watcher = self.watches.pop(watch_id, None)
         if watcher is not None:
             self.watch_ids.pop(id(watcher), None)
-            self.store._unsubscribe(watcher)
+            if later:
+                self.loop.call_soon(self.store._unsubscribe, watcher)
+            else:
+                self.store._unsubscribe(watcher)
 
     # -- writing, reading, closing ------------------------------------------------------
 

@@ -23,15 +23,18 @@ from typing import Any, Final
 import anyio
 import anyio.to_thread
 import pytest
-from conftest import FakeClock
+from conftest import FakeClock, OpenBlocking, backing, serve_in_thread
 
 from sessionactor import (
     AtomicUpdateError,
+    AuthenticationFailed,
     BlockingSessionStore,
     CallTimeout,
+    ConnectionLost,
     ConstraintViolation,
     InvalidArgument,
     InvalidImport,
+    Mirror,
     ProgramNotFound,
     SessionLimitExceeded,
     SessionNotFound,
@@ -51,8 +54,9 @@ EXAMPLES: Final = Path(__file__).resolve().parent.parent / "examples"
 
 
 @pytest.fixture
-def blocking() -> Iterator[BlockingSessionStore]:
-    with BlockingSessionStore() as store:
+def blocking(open_blocking: OpenBlocking) -> Iterator[BlockingSessionStore]:
+    """Its own store, or (remote kinds) ``BlockingSessionStore.connect`` to a served one."""
+    with open_blocking() as store:
         yield store
 
 
@@ -67,7 +71,7 @@ def public_calls(cls: type) -> dict[str, inspect.Signature]:
         name: inspect.signature(member)
         for name, member in inspect.getmembers(cls, callable)
         if not name.startswith("_")
-        and (inspect.iscoroutinefunction(member) or name == "watch_variables")
+        and (inspect.iscoroutinefunction(member) or name in {"watch_variables", "mirror"})
     }
 
 
@@ -81,7 +85,7 @@ def test_every_store_call_has_a_blocking_twin_with_the_same_signature() -> None:
         assert twin is not None, f"BlockingSessionStore has no {name}()"
         blocking_signature = inspect.signature(twin)
         assert blocking_signature.parameters == signature.parameters, name
-        if name != "watch_variables":  # an iterator of changes instead of an async one
+        if name not in {"watch_variables", "mirror"}:  # `with` instead of `async with`
             assert blocking_signature.return_annotation == signature.return_annotation, name
         assert not inspect.iscoroutinefunction(twin), name
         assert twin.__doc__, name
@@ -334,6 +338,7 @@ def test_calling_from_the_stores_own_loop_thread_raises_instead_of_deadlocking(
 # The wrapper form: a store running in another thread's loop
 
 
+@pytest.mark.local_only  # wrap() takes an in-process SessionStore; connect() is the remote twin
 async def test_wrap_gives_threads_a_store_running_in_this_loop(store: SessionStore) -> None:
     blocking = BlockingSessionStore.wrap(store)
     assert blocking.store is store
@@ -421,3 +426,164 @@ def test_a_threads_open_span_parents_the_store_span() -> None:
         inner = telemetry.span("sessionactor.create_session")
         assert inner.parent is not None
         assert inner.parent.span_id == outer.context.span_id
+
+
+# --------------------------------------------------------------------------
+# BlockingSessionStore.connect: a served store, for threads
+
+
+@pytest.mark.parametrize("kind", ["unix", "tcp"])
+def test_connect_to_nothing_raises_connection_lost_on_entering(kind: str, tmp_path: Path) -> None:
+    address = "tcp://127.0.0.1:1" if kind == "tcp" else f"unix:{tmp_path / 'nobody.sock'}"
+    store = BlockingSessionStore.connect(address)
+    with pytest.raises(ConnectionLost) as caught, store:
+        pytest.fail("entered a store that cannot be reached")
+    assert "cannot reach the session store at" in str(caught.value)
+    with pytest.raises(StoreClosed):  # it runs once, like every BlockingSessionStore
+        store.list_sessions()
+
+
+@pytest.mark.parametrize("kind", ["unix", "tcp"])
+def test_connect_with_a_wrong_token_raises_authentication_failed_on_entering(kind: str) -> None:
+    with (
+        BlockingSessionStore() as served,
+        serve_in_thread(served, kind, token="right") as server,
+    ):
+        with (
+            pytest.raises(AuthenticationFailed),
+            BlockingSessionStore.connect(server.addresses[0], token="wrong"),
+        ):
+            pytest.fail("entered with a wrong token")
+        with BlockingSessionStore.connect(server.addresses[0], token="right") as store:
+            assert store.create_session(SID).id == SID
+        assert served.session_exists(SID)
+
+
+@pytest.mark.parametrize("kind", ["unix", "tcp"])
+def test_a_connected_store_runs_between_entering_and_leaving(kind: str) -> None:
+    with BlockingSessionStore() as served, serve_in_thread(served, kind) as server:
+        store = BlockingSessionStore.connect(server.addresses[0])
+        assert not store.running
+        with pytest.raises(StoreClosed, match="not started"):
+            store.list_sessions()
+        with store:
+            assert store.running
+            assert store.list_sessions() == []
+        assert not store.running
+        with pytest.raises(StoreClosed):
+            store.list_sessions()
+        assert served.running  # closing a client stops nothing on the server
+
+
+@pytest.mark.parametrize("kind", ["unix", "tcp"])
+def test_a_connected_store_cannot_back_up_the_servers_database(kind: str, tmp_path: Path) -> None:
+    target = tmp_path / "copy.sqlite"
+    with (
+        BlockingSessionStore(database=tmp_path / "store.sqlite") as served,
+        serve_in_thread(served, kind) as server,
+        BlockingSessionStore.connect(server.addresses[0]) as store,
+    ):
+        with pytest.raises(InvalidArgument, match="where the server runs"):
+            store.backup(target)
+        assert not target.exists()
+        served.backup(target)  # where the store runs, it can
+    assert target.exists()
+
+
+def test_connect_refuses_bad_options_at_once() -> None:
+    with pytest.raises(InvalidArgument):
+        BlockingSessionStore.connect("http://example.com")
+    with pytest.raises(InvalidArgument):
+        BlockingSessionStore.connect("tcp://127.0.0.1:7420", call_timeout=0)
+    with pytest.raises(InvalidArgument):
+        BlockingSessionStore.connect("tcp://127.0.0.1:7420", token=b"secret")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["unix", "tcp"])
+def test_connect_serves_calls_from_many_threads_at_once(kind: str) -> None:
+    """Eight threads share one connection: every compare-and-swap increment lands once."""
+    with (
+        BlockingSessionStore() as served,
+        serve_in_thread(served, kind) as server,
+        BlockingSessionStore.connect(server.addresses[0]) as store,
+    ):
+        store.create_session(SID)
+        store.register_variable(SID, "n", "integer", 0)
+
+        def increment(times: int) -> None:
+            done = 0
+            while done < times:
+                current = store.get_variable(SID, "n")
+                value = current.value
+                assert isinstance(value, int)
+                try:
+                    store.update_variable(SID, "n", value + 1, expected_version=current.version)
+                except VersionConflict:
+                    continue  # another thread moved it on: read again
+                done += 1
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            results = [pool.submit(increment, 25) for _ in range(8)]
+            for result in results:
+                result.result(timeout=PROMPT * 6)
+        final = store.get_variable(SID, "n")
+        assert (final.value, final.version) == (200, 200)
+        assert served.get_variable(SID, "n").value == 200  # the served store, not a copy
+
+
+def test_a_blocking_mirror_reads_every_write_of_its_store_from_every_thread(
+    blocking: BlockingSessionStore,
+) -> None:
+    """Read-your-writes from threads: when a write returns in a thread, that thread reads
+    it (or a later version) in the mirror, without a call."""
+    blocking.create_session(SID)
+    names = [f"n{i}" for i in range(4)]
+    for name in names:
+        blocking.register_variable(SID, name, "integer", 0)
+    failures: list[str] = []
+
+    with blocking.mirror(SID) as mirror:
+        assert isinstance(mirror, Mirror)
+        assert sorted(mirror) == names
+
+        def writer(name: str) -> None:
+            for value in range(1, 51):
+                written = blocking.update_variable(SID, name, value)
+                seen = mirror[name]
+                if seen.version < written.version:
+                    failures.append(f"{name}: wrote version {written.version}, read {seen}")
+                copy = mirror.copy()  # atomic: safe while the loop thread applies changes
+                if len(copy) != len(names):
+                    failures.append(f"a copy holds {sorted(copy)}")
+
+        threads = [threading.Thread(target=writer, args=(name,)) for name in names]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(PROMPT * 6)
+            assert not thread.is_alive(), "a writer hung"
+        assert not failures, failures[:5]
+        assert {name: mirror[name].value for name in names} == dict.fromkeys(names, 50)
+        assert mirror.revision == max(v.revision for v in blocking.list_variables(SID))
+        with pytest.raises(TypeError):
+            mirror["n0"] = mirror["n1"]
+        blocking.delete_session(SID)
+        deadline = time.monotonic() + PROMPT
+        while not mirror.closed:  # session_closed is applied by the loop thread
+            assert time.monotonic() < deadline, "the mirror never ended"
+            time.sleep(0.001)
+        assert len(mirror) == 0 and mirror.error is None
+    with pytest.raises(SessionNotFound), blocking.mirror("missing"):
+        pytest.fail("entered a mirror of a missing session")
+
+
+def test_leaving_a_blocking_mirror_ends_its_watch(blocking: BlockingSessionStore) -> None:
+    blocking.create_session(SID)
+    blocking.register_variable(SID, "x", "integer", 0)
+    with blocking.mirror(SID, pattern="x") as mirror:
+        assert backing(blocking)._state.watched == {SID: 1}  # the served store's, if remote
+    assert mirror.closed and len(mirror) == 0
+    deadline = time.monotonic() + PROMPT
+    while backing(blocking)._state.watched:  # the unsubscription travels to the actor
+        assert time.monotonic() < deadline, "the mirror's watch was left behind"
+        time.sleep(0.001)

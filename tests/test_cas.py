@@ -7,13 +7,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import pytest
+from conftest import AnyStore
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sessionactor import (
     AtomicUpdateError,
     InvalidArgument,
-    SessionStore,
     SessionStoreError,
     ValidationError,
     Variable,
@@ -33,13 +33,13 @@ from sessionactor.state import StoreState
 SID = "test_session"
 
 
-async def three_variables(store: SessionStore) -> None:
+async def three_variables(store: AnyStore) -> None:
     await store.register_variable(SID, "a", "integer", 0)
     await store.register_variable(SID, "b", "integer", 0)
     await store.register_variable(SID, "c", "integer", 0, constraints={"max": 10})
 
 
-async def next_revision(store: SessionStore) -> int:
+async def next_revision(store: AnyStore) -> int:
     """The revision the next change gets (registers a probe variable to find out)."""
     probe = await store.register_variable(SID, f"probe_{id(object())}", "integer", 0)
     revision = (await store.get_variable(SID, probe)).revision
@@ -50,7 +50,7 @@ async def next_revision(store: SessionStore) -> int:
 # -- update_variable(expected_version=) ----------------------------------------------------
 
 
-async def test_matching_expected_version_applies(store: SessionStore, session_id: str) -> None:
+async def test_matching_expected_version_applies(store: AnyStore, session_id: str) -> None:
     await store.register_variable(SID, "x", "integer", 0)
     first = await store.update_variable(SID, "x", 1, expected_version=0)
     second = await store.update_variable(SID, "x", 2, expected_version=1)
@@ -58,7 +58,7 @@ async def test_matching_expected_version_applies(store: SessionStore, session_id
 
 
 async def test_stale_expected_version_raises_and_changes_nothing(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await store.register_variable(SID, "x", "integer", 0)
     await store.update_variable(SID, "x", 1)
@@ -73,7 +73,7 @@ async def test_stale_expected_version_raises_and_changes_nothing(
     assert after.revision == revision + 1  # the conflict took no revision
 
 
-async def test_future_expected_version_conflicts_too(store: SessionStore, session_id: str) -> None:
+async def test_future_expected_version_conflicts_too(store: AnyStore, session_id: str) -> None:
     await store.register_variable(SID, "x", "integer", 0)
     with pytest.raises(VersionConflict) as caught:
         await store.update_variable(SID, "x", 1, expected_version=5)
@@ -81,7 +81,7 @@ async def test_future_expected_version_conflicts_too(store: SessionStore, sessio
 
 
 async def test_a_reregistered_name_starts_again_at_version_zero(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await store.register_variable(SID, "x", "integer", 0)
     for value in range(3):
@@ -94,7 +94,7 @@ async def test_a_reregistered_name_starts_again_at_version_zero(
 
 
 async def test_concurrent_compare_and_swap_loses_no_update(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await store.register_variable(SID, "counter", "integer", 0)
     conflicts = 0
@@ -119,7 +119,7 @@ async def test_concurrent_compare_and_swap_loses_no_update(
 
 @pytest.mark.parametrize("bad", [-1, 1.0, "1", True, [1]])
 async def test_bad_expected_version_raises_invalid_argument(
-    store: SessionStore, session_id: str, bad: Any
+    store: AnyStore, session_id: str, bad: Any
 ) -> None:
     await store.register_variable(SID, "x", "integer", 0)
     with pytest.raises(InvalidArgument):
@@ -127,9 +127,7 @@ async def test_bad_expected_version_raises_invalid_argument(
     assert (await store.get_variable(SID, "x")).version == 0
 
 
-async def test_validation_is_checked_before_the_version(
-    store: SessionStore, session_id: str
-) -> None:
+async def test_validation_is_checked_before_the_version(store: AnyStore, session_id: str) -> None:
     await store.register_variable(SID, "x", "integer", 0)
     with pytest.raises(ValidationError):
         await store.update_variable(SID, "x", "not a number", expected_version=7)
@@ -139,7 +137,7 @@ async def test_validation_is_checked_before_the_version(
 
 
 async def test_atomic_batch_with_one_stale_version_changes_nothing(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await three_variables(store)
     await store.update_variable(SID, "b", 5)
@@ -161,7 +159,7 @@ async def test_atomic_batch_with_one_stale_version_changes_nothing(
 
 
 async def test_atomic_batch_reports_every_failure_together(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await three_variables(store)
     await store.start_optimization(SID, "a", "opt")
@@ -180,7 +178,7 @@ async def test_atomic_batch_reports_every_failure_together(
 
 
 async def test_atomic_batch_with_matching_versions_takes_consecutive_revisions(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await three_variables(store)
     result = await store.update_variables(
@@ -196,7 +194,7 @@ async def test_atomic_batch_with_matching_versions_takes_consecutive_revisions(
 
 
 async def test_non_atomic_batch_reports_a_conflict_per_key(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await three_variables(store)
     await store.update_variable(SID, "a", 5)
@@ -215,7 +213,7 @@ async def test_non_atomic_batch_reports_a_conflict_per_key(
 
 
 async def test_expected_versions_are_keyed_by_the_identifier_given(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     a = await store.register_variable(SID, "a", "integer", 0)
     result = await store.update_variables(SID, {a: 1}, expected_versions={a: 0})
@@ -230,7 +228,7 @@ async def test_expected_versions_are_keyed_by_the_identifier_given(
     [[0], {"a": -1}, {"a": "0"}, {"a": None}, {"a": True}, {"zzz": 0}],
 )
 async def test_bad_expected_versions_raise_invalid_argument_for_the_whole_call(
-    store: SessionStore, session_id: str, expected: Any
+    store: AnyStore, session_id: str, expected: Any
 ) -> None:
     await three_variables(store)
     before = await store.export_variables(SID)
@@ -245,7 +243,7 @@ async def test_bad_expected_versions_raise_invalid_argument_for_the_whole_call(
 # -- the store-wide revision -------------------------------------------------------------------
 
 
-async def test_every_change_takes_the_next_revision(store: SessionStore, session_id: str) -> None:
+async def test_every_change_takes_the_next_revision(store: AnyStore, session_id: str) -> None:
     await store.create_session("other")
     x = await store.register_variable(SID, "x", "integer", 0)
     r1 = (await store.get_variable(SID, x)).revision
@@ -263,7 +261,7 @@ async def test_every_change_takes_the_next_revision(store: SessionStore, session
 
 
 async def test_a_variable_keeps_the_revision_of_its_last_change(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await store.register_variable(SID, "x", "integer", 0)
     await store.register_variable(SID, "y", "integer", 0)
@@ -273,9 +271,7 @@ async def test_a_variable_keeps_the_revision_of_its_last_change(
     assert (await store.get_variable(SID, "x")).revision == changed.revision
 
 
-async def test_an_import_takes_one_revision_per_variable(
-    store: SessionStore, session_id: str
-) -> None:
+async def test_an_import_takes_one_revision_per_variable(store: AnyStore, session_id: str) -> None:
     await store.create_session("source")
     for name in ("p", "q", "r"):
         await store.register_variable("source", name, "integer", 0)
@@ -286,7 +282,7 @@ async def test_an_import_takes_one_revision_per_variable(
     assert revisions == [start, start + 1, start + 2]
 
 
-async def test_failed_calls_take_no_revision(store: SessionStore, session_id: str) -> None:
+async def test_failed_calls_take_no_revision(store: AnyStore, session_id: str) -> None:
     await three_variables(store)
     await store.start_optimization(SID, "b", "opt")
     start = (await store.update_variable(SID, "a", 1)).revision
@@ -316,7 +312,7 @@ async def test_failed_calls_take_no_revision(store: SessionStore, session_id: st
 
 
 async def test_non_atomic_batch_takes_revisions_only_for_what_it_applied(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await three_variables(store)
     result = await store.update_variables(SID, {"a": 1, "c": 99, "b": 2})
@@ -326,7 +322,7 @@ async def test_non_atomic_batch_takes_revisions_only_for_what_it_applied(
     assert (await store.update_variable(SID, "a", 2)).revision == b.revision + 1
 
 
-async def test_reads_take_no_revision(store: SessionStore, session_id: str) -> None:
+async def test_reads_take_no_revision(store: AnyStore, session_id: str) -> None:
     await store.register_variable(SID, "x", "integer", 0)
     start = (await store.update_variable(SID, "x", 1)).revision
     await store.get_variable(SID, "x")

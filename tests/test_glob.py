@@ -6,10 +6,11 @@ from __future__ import annotations
 import time
 
 import pytest
+from conftest import AnyStore
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sessionactor import InvalidArgument, SessionStore
+from sessionactor import InvalidArgument
 from sessionactor._glob import MAX_PATTERN_LENGTH, compile_glob
 
 
@@ -84,7 +85,7 @@ def test_non_str_pattern_is_invalid(pattern: object) -> None:
         compile_glob(pattern)
 
 
-async def test_store_listing_and_watch_refuse_a_huge_pattern(store: SessionStore) -> None:
+async def test_store_listing_and_watch_refuse_a_huge_pattern(store: AnyStore) -> None:
     await store.create_session("s")
     await store.register_variable("s", "a" * 128, "integer", 1)
     huge = "*a" * 150_000

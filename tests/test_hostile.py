@@ -25,6 +25,7 @@ from typing import Any, Final, NoReturn
 
 import anyio
 import pytest
+from conftest import AnyStore, open_store_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -40,6 +41,9 @@ from sessionactor import (
 SID: Final = "alpha"
 OTHER: Final = "beta"
 PROMPT: Final = 10.0
+# In-process, and through one kind of connection (the other kind adds nothing here:
+# the hostile values meet the same client before any socket).
+HOSTILE_KINDS: Final = ("local", "tcp")
 
 
 def _fail(*args: object) -> NoReturn:
@@ -146,7 +150,7 @@ NASTY: Final[dict[str, Callable[[], object]]] = {
 # The store every case runs against, and what a caller can see of it
 
 
-async def populate(store: SessionStore) -> None:
+async def populate(store: AnyStore) -> None:
     await store.create_session(SID, ttl=600, metadata={"owner": "tests"})
     await store.create_session(OTHER)
     await store.register_variable(SID, "temperature", "float", 0.5, constraints={"max": 1.0})
@@ -163,7 +167,7 @@ async def populate(store: SessionStore) -> None:
     await store.store_global_program("gprog", {"g": 1})
 
 
-async def visible(store: SessionStore) -> dict[str, object]:
+async def visible(store: AnyStore) -> dict[str, object]:
     """An export of every session, and the rest a caller can see (minus what reads change)."""
     sessions: dict[str, object] = {}
     for sid in sorted(await store.list_sessions()):
@@ -190,10 +194,10 @@ async def visible(store: SessionStore) -> dict[str, object]:
     }
 
 
-Call = Callable[[SessionStore, dict[str, Any]], Awaitable[object]]
+Call = Callable[[AnyStore, dict[str, Any]], Awaitable[object]]
 
 
-async def watch_once(store: SessionStore, args: dict[str, Any]) -> object:
+async def watch_once(store: AnyStore, args: dict[str, Any]) -> object:
     """Subscribe and leave (the arguments are checked when the watch starts)."""
     async with store.watch_variables(
         args["session_id"],
@@ -341,12 +345,13 @@ def has_hostile_methods(value: object, depth: int = 0) -> bool:
     return any(has_hostile_methods(item, depth + 1) for item in value)
 
 
-async def attack(call: str, argument: str, value: object) -> None:
-    """Make one call with one argument replaced by ``value``; check the contract."""
+async def attack(call: str, argument: str, value: object, kind: str = "local") -> None:
+    """Make one call with one argument replaced by ``value`` on a store reached the
+    ``kind`` way (a hostile value also meets the client's encoding); check the contract."""
     plain = not has_hostile_methods(value)
     args, make = CALLS[call]
     args = {**args, argument: value}
-    async with SessionStore(call_timeout=PROMPT) as store:
+    async with open_store_of(kind, call_timeout=PROMPT) as store:
         await populate(store)
         before = await visible(store)
         with anyio.fail_after(PROMPT):
@@ -368,8 +373,11 @@ async def attack(call: str, argument: str, value: object) -> None:
 
 @pytest.mark.parametrize("nasty", list(NASTY))
 @pytest.mark.parametrize(("call", "argument"), CASES, ids=[f"{c}-{a}" for c, a in CASES])
-async def test_hostile_values_in_every_argument(call: str, argument: str, nasty: str) -> None:
-    await attack(call, argument, NASTY[nasty]())
+@pytest.mark.parametrize("kind", HOSTILE_KINDS)
+async def test_hostile_values_in_every_argument(
+    kind: str, call: str, argument: str, nasty: str
+) -> None:
+    await attack(call, argument, NASTY[nasty](), kind)
 
 
 # hypothesis: arbitrary values, nested, anywhere in those arguments
@@ -405,9 +413,12 @@ anything = st.recursive(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(case=st.sampled_from(CASES), value=anything)
-def test_arbitrary_values_in_every_argument(case: tuple[str, str], value: object) -> None:
+@pytest.mark.parametrize("kind", HOSTILE_KINDS)
+def test_arbitrary_values_in_every_argument(
+    kind: str, case: tuple[str, str], value: object
+) -> None:
     call, argument = case
-    anyio.run(attack, call, argument, value)
+    anyio.run(attack, call, argument, value, kind)
 
 
 # --------------------------------------------------------------------------

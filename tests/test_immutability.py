@@ -15,12 +15,12 @@ from typing import Any
 import attrs
 import pytest
 from attrs.exceptions import FrozenInstanceError
+from conftest import AnyStore
 
 from sessionactor import (
     BatchGet,
     ConstraintViolation,
     Session,
-    SessionStore,
     StoreStats,
     Tensor,
     Variable,
@@ -49,9 +49,7 @@ def as_plain(value: object) -> object:
 
 
 @pytest.mark.parametrize("field", [field.name for field in attrs.fields(Variable)])
-async def test_variable_snapshot_is_frozen(
-    store: SessionStore, session_id: str, field: str
-) -> None:
+async def test_variable_snapshot_is_frozen(store: AnyStore, session_id: str, field: str) -> None:
     await store.register_variable(session_id, "temp", "float", 0.5, metadata={"k": "v"})
     var = await store.get_variable(session_id, "temp")
     with pytest.raises(FrozenInstanceError):
@@ -63,7 +61,7 @@ async def test_variable_snapshot_is_frozen(
 
 
 @pytest.mark.parametrize("field", [field.name for field in attrs.fields(Session)])
-async def test_session_snapshot_is_frozen(store: SessionStore, field: str) -> None:
+async def test_session_snapshot_is_frozen(store: AnyStore, field: str) -> None:
     session = await store.create_session("frozen", metadata={"k": "v"})
     with pytest.raises(FrozenInstanceError):
         setattr(session, field, "changed")
@@ -73,7 +71,7 @@ async def test_session_snapshot_is_frozen(store: SessionStore, field: str) -> No
     assert (again.id, dict(again.metadata), again.ttl) == ("frozen", {"k": "v"}, session.ttl)
 
 
-async def test_stats_batch_and_tensor_are_frozen(store: SessionStore, session_id: str) -> None:
+async def test_stats_batch_and_tensor_are_frozen(store: AnyStore, session_id: str) -> None:
     """SPEC §1 module map: ``Session``, ``Variable``, ``BatchGet``, ``StoreStats``, all frozen."""
     await store.register_variable(
         session_id, "grid", "tensor", {"shape": [2, 2], "data": [[1, 2], [3, 4]]}
@@ -102,7 +100,7 @@ async def test_stats_batch_and_tensor_are_frozen(store: SessionStore, session_id
 
 
 async def test_variable_metadata_and_constraints_are_read_only(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await store.register_variable(
         session_id,
@@ -147,7 +145,7 @@ async def test_variable_metadata_and_constraints_are_read_only(
         await store.update_variable(session_id, "color", "c")
 
 
-async def test_session_metadata_is_read_only(store: SessionStore) -> None:
+async def test_session_metadata_is_read_only(store: AnyStore) -> None:
     session = await store.create_session("meta", metadata=fresh_meta())
     metadata: Any = session.metadata
     with pytest.raises(TypeError):
@@ -161,7 +159,7 @@ async def test_session_metadata_is_read_only(store: SessionStore) -> None:
     assert as_plain((await store.get_session("meta")).metadata) == META
 
 
-async def test_values_are_handed_out_immutable(store: SessionStore, session_id: str) -> None:
+async def test_values_are_handed_out_immutable(store: AnyStore, session_id: str) -> None:
     await store.register_variable(session_id, "vec", "embedding", [1, 2, 3])
     value = await store.get_variable_value(session_id, "vec")
     assert type(value) is tuple
@@ -174,7 +172,7 @@ async def test_values_are_handed_out_immutable(store: SessionStore, session_id: 
 # What a caller passed in cannot reach the store afterwards
 
 
-async def test_register_copies_metadata(store: SessionStore, session_id: str) -> None:
+async def test_register_copies_metadata(store: AnyStore, session_id: str) -> None:
     meta = fresh_meta()
     await store.register_variable(session_id, "temp", "float", 0.5, metadata=meta)
     meta["owner"] = "intruder"
@@ -189,7 +187,7 @@ async def test_register_copies_metadata(store: SessionStore, session_id: str) ->
     assert "added" not in stored
 
 
-async def test_register_copies_constraints(store: SessionStore, session_id: str) -> None:
+async def test_register_copies_constraints(store: AnyStore, session_id: str) -> None:
     constraints: dict[str, Any] = {"min": 0.0, "max": 1.0}
     await store.register_variable(session_id, "temp", "float", 0.5, constraints=constraints)
     constraints["max"] = 100.0
@@ -204,7 +202,7 @@ async def test_register_copies_constraints(store: SessionStore, session_id: str)
     }
 
 
-async def test_register_copies_list_constraints(store: SessionStore, session_id: str) -> None:
+async def test_register_copies_list_constraints(store: AnyStore, session_id: str) -> None:
     choices = ["fast", "slow"]
     await store.register_variable(
         session_id, "mode", "choice", "fast", constraints={"choices": choices}
@@ -218,7 +216,7 @@ async def test_register_copies_list_constraints(store: SessionStore, session_id:
     assert as_plain(stored) == {"choices": ["fast", "slow"]}
 
 
-async def test_register_copies_embedding_value(store: SessionStore, session_id: str) -> None:
+async def test_register_copies_embedding_value(store: AnyStore, session_id: str) -> None:
     vector: list[Any] = [1.0, 2.0, 3.0]
     await store.register_variable(session_id, "vec", "embedding", vector)
     vector[0] = 99.0
@@ -226,7 +224,7 @@ async def test_register_copies_embedding_value(store: SessionStore, session_id: 
     assert await store.get_variable_value(session_id, "vec") == (1.0, 2.0, 3.0)
 
 
-async def test_register_copies_tensor_value(store: SessionStore, session_id: str) -> None:
+async def test_register_copies_tensor_value(store: AnyStore, session_id: str) -> None:
     rows: list[list[Any]] = [[1, 2], [3, 4]]
     tensor: dict[str, Any] = {"shape": [2, 2], "data": rows}
     await store.register_variable(session_id, "grid", "tensor", tensor)
@@ -239,7 +237,7 @@ async def test_register_copies_tensor_value(store: SessionStore, session_id: str
     )
 
 
-async def test_update_copies_value_and_metadata(store: SessionStore, session_id: str) -> None:
+async def test_update_copies_value_and_metadata(store: AnyStore, session_id: str) -> None:
     await store.register_variable(session_id, "vec", "embedding", [0.0, 0.0])
     vector: list[Any] = [1.0, 2.0]
     meta = fresh_meta()
@@ -254,7 +252,7 @@ async def test_update_copies_value_and_metadata(store: SessionStore, session_id:
     assert (stored["owner"], stored["tags"]) == ("tests", ["a", "b"])
 
 
-async def test_update_copies_tensor_value(store: SessionStore, session_id: str) -> None:
+async def test_update_copies_tensor_value(store: AnyStore, session_id: str) -> None:
     await store.register_variable(session_id, "grid", "tensor", {"shape": [1], "data": [0]})
     data: list[Any] = [7, 8]
     await store.update_variable(session_id, "grid", {"shape": [2], "data": data})
@@ -264,7 +262,7 @@ async def test_update_copies_tensor_value(store: SessionStore, session_id: str) 
 
 @pytest.mark.parametrize("atomic", [False, True])
 async def test_batch_update_copies_values_and_metadata(
-    store: SessionStore, session_id: str, atomic: bool
+    store: AnyStore, session_id: str, atomic: bool
 ) -> None:
     await store.register_variable(session_id, "vec", "embedding", [0.0, 0.0])
     await store.register_variable(session_id, "temp", "float", 0.5)
@@ -282,7 +280,7 @@ async def test_batch_update_copies_values_and_metadata(
     assert stored["tags"] == ["a", "b"]
 
 
-async def test_session_calls_copy_metadata(store: SessionStore) -> None:
+async def test_session_calls_copy_metadata(store: AnyStore) -> None:
     created = fresh_meta()
     await store.create_session("meta", metadata=created)
     created["tags"].append("c")
@@ -296,7 +294,7 @@ async def test_session_calls_copy_metadata(store: SessionStore) -> None:
     assert as_plain((await store.get_session("meta")).metadata) == {**META, "extra": ["x"]}
 
 
-async def test_import_copies_entries(store: SessionStore, session_id: str) -> None:
+async def test_import_copies_entries(store: AnyStore, session_id: str) -> None:
     await store.register_variable(
         session_id, "vec", "embedding", [1, 2], constraints={"dimensions": 2}, metadata={"t": [1]}
     )
@@ -318,7 +316,7 @@ async def test_import_copies_entries(store: SessionStore, session_id: str) -> No
 
 @pytest.mark.parametrize("scope", ["session", "global"])
 async def test_program_data_is_copied_in_and_out(
-    store: SessionStore, session_id: str, scope: str
+    store: AnyStore, session_id: str, scope: str
 ) -> None:
     def original() -> dict[str, Any]:
         return {"code": "x = 1", "args": [1, 2], "env": {"k": ["v"]}}
@@ -353,7 +351,7 @@ async def test_program_data_is_copied_in_and_out(
 # What a caller received is its own: fresh each call
 
 
-async def test_export_result_is_a_fresh_copy(store: SessionStore, session_id: str) -> None:
+async def test_export_result_is_a_fresh_copy(store: AnyStore, session_id: str) -> None:
     await store.register_variable(
         session_id,
         "vec",
@@ -375,7 +373,7 @@ async def test_export_result_is_a_fresh_copy(store: SessionStore, session_id: st
     assert (var.value, var.version, dict(var.constraints)) == ((1.0, 2.0), 0, {"dimensions": 2})
 
 
-async def test_batch_get_results_are_fresh(store: SessionStore, session_id: str) -> None:
+async def test_batch_get_results_are_fresh(store: AnyStore, session_id: str) -> None:
     await store.register_variable(session_id, "a", "integer", 1)
     await store.register_variable(session_id, "b", "integer", 2)
     first = await store.get_variables(session_id, ["a", "b", "nope"])
@@ -401,7 +399,7 @@ async def test_batch_get_results_are_fresh(store: SessionStore, session_id: str)
     ],
 )
 async def test_list_results_are_fresh(
-    store: SessionStore, session_id: str, listing: Callable[[SessionStore, str], Any]
+    store: AnyStore, session_id: str, listing: Callable[[AnyStore, str], Any]
 ) -> None:
     await store.create_session("second")
     await store.register_variable(session_id, "a", "integer", 1)
@@ -417,7 +415,7 @@ async def test_list_results_are_fresh(
     assert second == expected
 
 
-async def test_batch_update_result_is_the_callers_own(store: SessionStore, session_id: str) -> None:
+async def test_batch_update_result_is_the_callers_own(store: AnyStore, session_id: str) -> None:
     await store.register_variable(session_id, "a", "integer", 1)
     result: dict[str, Any] = await store.update_variables(session_id, {"a": 2})
     assert isinstance(result["a"], Variable)

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 import anyio
 import pytest
+from conftest import AnyStore
 
 from sessionactor import (
     InternalError,
@@ -79,13 +80,13 @@ class Faulty:
         return self.validate(data)
 
 
-async def populated(store: SessionStore) -> None:
+async def populated(store: AnyStore) -> None:
     await store.create_session(SID)
     await store.register_variable(SID, "x", "float", 0.0)
     await store.register_variable(SID, "f", "faulty", "ok")
 
 
-async def observable_state(store: SessionStore) -> tuple[object, ...]:
+async def observable_state(store: AnyStore) -> tuple[object, ...]:
     """Everything a failed call must leave as it was (read without export, which a
     faulty ``to_json`` would break)."""
     stats = await store.get_stats()
@@ -119,7 +120,7 @@ def actor_task() -> asyncio.Task[Any]:
 # A caller that gives up
 
 
-async def test_a_cancelled_caller_leaves_the_store_consistent(store: SessionStore) -> None:
+async def test_a_cancelled_caller_leaves_the_store_consistent(store: AnyStore) -> None:
     await store.create_session(SID)
     await store.register_variable(SID, "x", "integer", 0)
     for value in range(1, 51):
@@ -135,7 +136,7 @@ async def test_a_cancelled_caller_leaves_the_store_consistent(store: SessionStor
 
 
 async def test_a_timed_out_caller_gets_timeout_error_and_the_store_keeps_serving(
-    store: SessionStore,
+    store: AnyStore,
 ) -> None:
     await store.create_session(SID)
     await store.register_variable(SID, "x", "integer", 0)
@@ -182,7 +183,7 @@ async def test_late_replies_to_callers_that_gave_up_are_dropped_without_leak_or_
 # A handler that raises unexpectedly: InternalError, nothing changes, next call works
 
 
-FaultyCall = Callable[[SessionStore], Awaitable[object]]
+FaultyCall = Callable[[AnyStore], Awaitable[object]]
 
 FAULTS: Final[dict[str, tuple[str | None, FaultyCall]]] = {
     "update-validate": (None, lambda s: s.update_variable(SID, "f", "bug")),

@@ -10,12 +10,11 @@ import time
 from typing import Any
 
 import pytest
-from conftest import FakeClock
+from conftest import AnyStore, FakeClock, backing
 
 from sessionactor import (
     AtomicUpdateError,
     InvalidArgument,
-    SessionStore,
     Variable,
     VariableLocked,
     VariableNotFound,
@@ -23,16 +22,16 @@ from sessionactor import (
 )
 
 SID = "test_session"
-Clocked = tuple[SessionStore, FakeClock]
+Clocked = tuple[AnyStore, FakeClock]
 
 
-async def locked_x(store: SessionStore, lease: float | None = None) -> Variable:
+async def locked_x(store: AnyStore, lease: float | None = None) -> Variable:
     await store.register_variable(SID, "x", "integer", 0)
     await store.register_variable(SID, "y", "integer", 0)
     return await store.start_optimization(SID, "x", "opt-1", lease=lease)
 
 
-async def clocked_session(clock_store: Clocked) -> tuple[SessionStore, FakeClock]:
+async def clocked_session(clock_store: Clocked) -> tuple[AnyStore, FakeClock]:
     store, clock = clock_store
     await store.create_session(SID, ttl=math.inf)
     return store, clock
@@ -42,7 +41,7 @@ async def clocked_session(clock_store: Clocked) -> tuple[SessionStore, FakeClock
 
 
 async def test_start_optimization_locks_and_shows_the_holder(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     before = time.time()
     locked = await locked_x(store)
@@ -57,7 +56,7 @@ async def test_start_optimization_locks_and_shows_the_holder(
     assert not (await store.get_variable(SID, "x")).optimizing
 
 
-async def test_a_fresh_variable_is_not_locked(store: SessionStore, session_id: str) -> None:
+async def test_a_fresh_variable_is_not_locked(store: AnyStore, session_id: str) -> None:
     await store.register_variable(SID, "x", "integer", 0)
     variable = await store.get_variable(SID, "x")
     assert (variable.optimizing, variable.optimizer_id, variable.optimization_started_at) == (
@@ -67,9 +66,7 @@ async def test_a_fresh_variable_is_not_locked(store: SessionStore, session_id: s
     )
 
 
-async def test_locks_change_neither_version_nor_revision(
-    store: SessionStore, session_id: str
-) -> None:
+async def test_locks_change_neither_version_nor_revision(store: AnyStore, session_id: str) -> None:
     await store.register_variable(SID, "x", "integer", 0)
     start = await store.update_variable(SID, "x", 1)
     locked = await store.start_optimization(SID, "x", "opt", lease=30)
@@ -79,7 +76,7 @@ async def test_locks_change_neither_version_nor_revision(
     assert (await store.update_variable(SID, "x", 2)).revision == start.revision + 1
 
 
-async def test_locks_publish_no_watch_events(store: SessionStore, session_id: str) -> None:
+async def test_locks_publish_no_watch_events(store: AnyStore, session_id: str) -> None:
     await store.register_variable(SID, "x", "integer", 0)
     async with store.watch_variables(SID, include_initial=False) as changes:
         await store.start_optimization(SID, "x", "opt")
@@ -89,7 +86,7 @@ async def test_locks_publish_no_watch_events(store: SessionStore, session_id: st
     assert (event.kind, event.new_value) == ("updated", 1)
 
 
-async def test_lock_can_be_taken_by_id_or_name(store: SessionStore, session_id: str) -> None:
+async def test_lock_can_be_taken_by_id_or_name(store: AnyStore, session_id: str) -> None:
     variable_id = await store.register_variable(SID, "x", "integer", 0)
     await store.start_optimization(SID, variable_id, "opt")
     with pytest.raises(VariableLocked):
@@ -103,7 +100,7 @@ async def test_lock_can_be_taken_by_id_or_name(store: SessionStore, session_id: 
 
 @pytest.mark.parametrize("second", ["opt-1", "opt-2"])
 async def test_a_second_start_raises_naming_the_holder(
-    store: SessionStore, session_id: str, second: str
+    store: AnyStore, session_id: str, second: str
 ) -> None:
     first = await locked_x(store)
     with pytest.raises(VariableLocked) as caught:
@@ -114,7 +111,7 @@ async def test_a_second_start_raises_naming_the_holder(
 
 
 async def test_ending_someone_elses_lock_raises_naming_the_holder(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     first = await locked_x(store)
     with pytest.raises(VariableLocked) as caught:
@@ -124,7 +121,7 @@ async def test_ending_someone_elses_lock_raises_naming_the_holder(
 
 
 async def test_update_is_refused_unless_the_holder_passes_its_id(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await locked_x(store)
     with pytest.raises(VariableLocked) as caught:
@@ -141,7 +138,7 @@ async def test_update_is_refused_unless_the_holder_passes_its_id(
 
 
 async def test_compare_and_swap_still_applies_to_the_holder(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await locked_x(store)
     with pytest.raises(VersionConflict):
@@ -150,9 +147,7 @@ async def test_compare_and_swap_still_applies_to_the_holder(
     assert updated.version == 1
 
 
-async def test_non_atomic_batch_reports_the_lock_per_key(
-    store: SessionStore, session_id: str
-) -> None:
+async def test_non_atomic_batch_reports_the_lock_per_key(store: AnyStore, session_id: str) -> None:
     await locked_x(store)
     result = await store.update_variables(SID, {"x": 1, "y": 2})
     assert isinstance(result["x"], VariableLocked)
@@ -166,7 +161,7 @@ async def test_non_atomic_batch_reports_the_lock_per_key(
 
 
 async def test_atomic_batch_is_refused_whole_while_a_key_is_locked(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await locked_x(store)
     before = await store.export_variables(SID)
@@ -184,7 +179,7 @@ async def test_atomic_batch_is_refused_whole_while_a_key_is_locked(
 
 
 async def test_delete_is_refused_unless_the_holder_passes_its_id(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await locked_x(store)
     with pytest.raises(VariableLocked) as caught:
@@ -198,7 +193,7 @@ async def test_delete_is_refused_unless_the_holder_passes_its_id(
 
 
 async def test_a_name_registered_again_after_a_locked_delete_is_free(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await locked_x(store)
     await store.delete_variable(SID, "x", optimizer_id="opt-1")
@@ -207,9 +202,9 @@ async def test_a_name_registered_again_after_a_locked_delete_is_free(
     assert (await store.update_variable(SID, "x", 1)).version == 1
 
 
-async def test_lock_refusals_are_counted(store: SessionStore, session_id: str) -> None:
+async def test_lock_refusals_are_counted(store: AnyStore, session_id: str) -> None:
     await locked_x(store)
-    counters = store._state.counters  # white-box: what telemetry reports
+    counters = backing(store)._state.counters  # white-box: what telemetry reports
     before = counters.lock_refusals
     with pytest.raises(VariableLocked):
         await store.update_variable(SID, "x", 1)
@@ -233,7 +228,7 @@ async def test_lock_refusals_are_counted(store: SessionStore, session_id: str) -
     ],
 )
 async def test_bad_start_arguments_raise_invalid_argument(
-    store: SessionStore, session_id: str, optimizer_id: Any, options: dict[str, Any]
+    store: AnyStore, session_id: str, optimizer_id: Any, options: dict[str, Any]
 ) -> None:
     await store.register_variable(SID, "x", "integer", 0)
     with pytest.raises(InvalidArgument):
@@ -242,7 +237,7 @@ async def test_bad_start_arguments_raise_invalid_argument(
 
 
 async def test_bad_optimizer_id_on_update_raises_invalid_argument(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await locked_x(store)
     with pytest.raises(InvalidArgument):
@@ -252,7 +247,7 @@ async def test_bad_optimizer_id_on_update_raises_invalid_argument(
 
 
 async def test_locking_a_missing_variable_raises_variable_not_found(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     with pytest.raises(VariableNotFound):
         await store.start_optimization(SID, "missing", "opt")

@@ -16,6 +16,9 @@ from sessionactor import (
     VariableNotFound,
 )
 
+# The *_nowait reads exist only next to the actor, on its own loop.
+pytestmark = pytest.mark.local_only
+
 SID = "s1"
 
 

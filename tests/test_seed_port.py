@@ -10,12 +10,12 @@ from __future__ import annotations
 import re
 
 import pytest
+from conftest import AnyStore
 
 from sessionactor import (
     AtomicUpdateError,
     BatchGet,
     ConstraintViolation,
-    SessionStore,
     UnknownType,
     ValidationError,
     Variable,
@@ -27,7 +27,7 @@ from sessionactor import (
 
 
 async def test_register_variable_validates_and_stores_type_value_constraints_metadata(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     var_id = await store.register_variable(
         session_id,
@@ -50,7 +50,7 @@ async def test_register_variable_validates_and_stores_type_value_constraints_met
 
 
 async def test_register_variable_with_unknown_type_raises_unknown_type(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     with pytest.raises(UnknownType) as caught:
         await store.register_variable(session_id, "bad", "invalid", "value")
@@ -61,7 +61,7 @@ async def test_register_variable_with_unknown_type_raises_unknown_type(
 
 
 async def test_register_variable_rejects_value_of_wrong_type(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     with pytest.raises(ValidationError) as caught:
         await store.register_variable(session_id, "count", "integer", "not a number")
@@ -72,7 +72,7 @@ async def test_register_variable_rejects_value_of_wrong_type(
 
 
 async def test_register_variable_rejects_initial_value_breaking_constraints(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     with pytest.raises(ConstraintViolation) as caught:
         await store.register_variable(
@@ -88,18 +88,18 @@ async def test_register_variable_rejects_initial_value_breaking_constraints(
 
 
 @pytest.fixture
-async def test_var_id(store: SessionStore, session_id: str) -> str:
+async def test_var_id(store: AnyStore, session_id: str) -> str:
     return await store.register_variable(session_id, "test_var", "string", "hello")
 
 
-async def test_get_variable_by_id(store: SessionStore, session_id: str, test_var_id: str) -> None:
+async def test_get_variable_by_id(store: AnyStore, session_id: str, test_var_id: str) -> None:
     variable = await store.get_variable(session_id, test_var_id)
 
     assert variable.value == "hello"
     assert variable.id == test_var_id
 
 
-async def test_get_variable_by_name(store: SessionStore, session_id: str, test_var_id: str) -> None:
+async def test_get_variable_by_name(store: AnyStore, session_id: str, test_var_id: str) -> None:
     # The seed's "by name (string)" and "by name (atom)" cases are one case in Python.
     variable = await store.get_variable(session_id, "test_var")
 
@@ -108,7 +108,7 @@ async def test_get_variable_by_name(store: SessionStore, session_id: str, test_v
 
 
 async def test_get_variable_non_existent_raises_variable_not_found(
-    store: SessionStore, session_id: str, test_var_id: str
+    store: AnyStore, session_id: str, test_var_id: str
 ) -> None:
     with pytest.raises(VariableNotFound) as caught:
         await store.get_variable(session_id, "nonexistent")
@@ -122,14 +122,14 @@ async def test_get_variable_non_existent_raises_variable_not_found(
 
 
 @pytest.fixture
-async def counter_id(store: SessionStore, session_id: str) -> str:
+async def counter_id(store: AnyStore, session_id: str) -> str:
     return await store.register_variable(
         session_id, "counter", "integer", 0, constraints={"min": 0, "max": 100}
     )
 
 
 async def test_update_variable_sets_value_and_increments_version(
-    store: SessionStore, session_id: str, counter_id: str
+    store: AnyStore, session_id: str, counter_id: str
 ) -> None:
     first = await store.update_variable(session_id, "counter", 42)
 
@@ -146,7 +146,7 @@ async def test_update_variable_sets_value_and_increments_version(
 
 
 async def test_update_variable_breaking_constraint_leaves_value_and_version(
-    store: SessionStore, session_id: str, counter_id: str
+    store: AnyStore, session_id: str, counter_id: str
 ) -> None:
     with pytest.raises(ConstraintViolation) as caught:
         await store.update_variable(session_id, "counter", 150)
@@ -158,7 +158,7 @@ async def test_update_variable_breaking_constraint_leaves_value_and_version(
 
 
 async def test_update_variable_adds_caller_metadata(
-    store: SessionStore, session_id: str, counter_id: str
+    store: AnyStore, session_id: str, counter_id: str
 ) -> None:
     updated = await store.update_variable(
         session_id, "counter", 1, {"reason": "increment", "user": "test"}
@@ -175,7 +175,7 @@ async def test_update_variable_adds_caller_metadata(
 
 
 @pytest.fixture
-async def abc(store: SessionStore, session_id: str) -> None:
+async def abc(store: AnyStore, session_id: str) -> None:
     await store.register_variable(session_id, "a", "integer", 1)
     await store.register_variable(session_id, "b", "integer", 2)
     await store.register_variable(session_id, "c", "integer", 3)
@@ -183,7 +183,7 @@ async def abc(store: SessionStore, session_id: str) -> None:
 
 @pytest.mark.usefixtures("abc")
 async def test_get_variables_returns_found_by_identifier_and_missing(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     result = await store.get_variables(session_id, ["a", "b", "nonexistent", "c"])
 
@@ -197,7 +197,7 @@ async def test_get_variables_returns_found_by_identifier_and_missing(
 
 @pytest.mark.usefixtures("abc")
 async def test_update_variables_non_atomic_applies_each_and_returns_new_snapshots(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     results = await store.update_variables(session_id, {"a": 10, "b": 20, "c": 30})
 
@@ -213,7 +213,7 @@ async def test_update_variables_non_atomic_applies_each_and_returns_new_snapshot
 
 @pytest.mark.usefixtures("abc")
 async def test_update_variables_atomic_with_validation_failure_applies_nothing(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await store.register_variable(session_id, "constrained", "integer", 5, constraints={"max": 10})
 
@@ -234,14 +234,14 @@ async def test_update_variables_atomic_with_validation_failure_applies_nothing(
 
 
 @pytest.fixture
-async def temps(store: SessionStore, session_id: str) -> None:
+async def temps(store: AnyStore, session_id: str) -> None:
     await store.register_variable(session_id, "temp_cpu", "float", 45.0)
     await store.register_variable(session_id, "temp_gpu", "float", 60.0)
     await store.register_variable(session_id, "memory", "integer", 1024)
 
 
 @pytest.mark.usefixtures("temps")
-async def test_list_variables_lists_all(store: SessionStore, session_id: str) -> None:
+async def test_list_variables_lists_all(store: AnyStore, session_id: str) -> None:
     variables = await store.list_variables(session_id)
 
     assert len(variables) == 3
@@ -249,7 +249,7 @@ async def test_list_variables_lists_all(store: SessionStore, session_id: str) ->
 
 
 @pytest.mark.usefixtures("temps")
-async def test_list_variables_by_pattern(store: SessionStore, session_id: str) -> None:
+async def test_list_variables_by_pattern(store: AnyStore, session_id: str) -> None:
     temps = await store.list_variables(session_id, "temp_*")
 
     assert len(temps) == 2

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import pytest
-from conftest import FakeClock
+from conftest import AnyStore, FakeClock, OpenStore
 
 from sessionactor import (
     AtomicUpdateError,
@@ -22,7 +22,6 @@ from sessionactor import (
     Session,
     SessionLimitExceeded,
     SessionNotFound,
-    SessionStore,
     SessionStoreError,
     StoreStats,
     UnknownType,
@@ -30,13 +29,13 @@ from sessionactor import (
     VariableNotFound,
 )
 
-Call = Callable[[SessionStore, str], Awaitable[object]]
+Call = Callable[[AnyStore, str], Awaitable[object]]
 
 # --------------------------------------------------------------------------
 # create / get / update / delete
 
 
-async def test_create_session_returns_a_session_snapshot(store: SessionStore) -> None:
+async def test_create_session_returns_a_session_snapshot(store: AnyStore) -> None:
     session = await store.create_session("s1", metadata={"owner": "me"})
 
     assert isinstance(session, Session)
@@ -50,13 +49,15 @@ async def test_create_session_returns_a_session_snapshot(store: SessionStore) ->
     assert session.last_accessed >= session.created_at
 
 
-async def test_create_session_without_ttl_uses_store_default(store: SessionStore) -> None:
-    async with SessionStore(default_ttl=600) as custom:
+async def test_create_session_without_ttl_uses_store_default(
+    store: AnyStore, open_store: OpenStore
+) -> None:
+    async with open_store(default_ttl=600) as custom:
         assert (await custom.create_session("s")).ttl == 600
     assert (await store.create_session("s")).ttl == 3600.0
 
 
-async def test_create_session_with_explicit_ttl(store: SessionStore) -> None:
+async def test_create_session_with_explicit_ttl(store: AnyStore) -> None:
     session = await store.create_session("s", ttl=12.5)
 
     assert session.ttl == 12.5
@@ -64,7 +65,7 @@ async def test_create_session_with_explicit_ttl(store: SessionStore) -> None:
 
 
 async def test_create_session_of_live_session_returns_it_unchanged_but_touched(
-    clock_store: tuple[SessionStore, FakeClock],
+    clock_store: tuple[AnyStore, FakeClock],
 ) -> None:
     store, clock = clock_store
     original = await store.create_session("s", ttl=10, metadata={"v": 1})
@@ -84,7 +85,7 @@ async def test_create_session_of_live_session_returns_it_unchanged_but_touched(
     assert (await store.get_variable("s", "x")).value == 1
 
 
-async def test_create_session_of_existing_does_not_count_as_created(store: SessionStore) -> None:
+async def test_create_session_of_existing_does_not_count_as_created(store: AnyStore) -> None:
     await store.create_session("s")
     before = await store.get_stats()
 
@@ -96,7 +97,7 @@ async def test_create_session_of_existing_does_not_count_as_created(store: Sessi
 
 
 async def test_session_with_infinite_ttl_never_expires(
-    clock_store: tuple[SessionStore, FakeClock],
+    clock_store: tuple[AnyStore, FakeClock],
 ) -> None:
     store, clock = clock_store
     session = await store.create_session("forever", ttl=math.inf)
@@ -109,7 +110,7 @@ async def test_session_with_infinite_ttl_never_expires(
     assert (await store.get_session("forever")).id == "forever"
 
 
-async def test_get_session_of_unknown_id_raises_session_not_found(store: SessionStore) -> None:
+async def test_get_session_of_unknown_id_raises_session_not_found(store: AnyStore) -> None:
     with pytest.raises(SessionNotFound) as caught:
         await store.get_session("nope")
 
@@ -117,7 +118,7 @@ async def test_get_session_of_unknown_id_raises_session_not_found(store: Session
     assert isinstance(caught.value, KeyError)
 
 
-async def test_get_session_touches(clock_store: tuple[SessionStore, FakeClock]) -> None:
+async def test_get_session_touches(clock_store: tuple[AnyStore, FakeClock]) -> None:
     store, clock = clock_store
     await store.create_session("s", ttl=10)
     clock.advance(6)
@@ -130,7 +131,7 @@ async def test_get_session_touches(clock_store: tuple[SessionStore, FakeClock]) 
     assert not await store.session_exists("s")
 
 
-async def test_update_session_merges_metadata(store: SessionStore) -> None:
+async def test_update_session_merges_metadata(store: AnyStore) -> None:
     await store.create_session("s", metadata={"a": 1, "b": 2})
 
     updated = await store.update_session("s", metadata={"b": 20, "c": 30})
@@ -141,7 +142,7 @@ async def test_update_session_merges_metadata(store: SessionStore) -> None:
 
 
 async def test_update_session_without_arguments_keeps_ttl_and_metadata(
-    store: SessionStore,
+    store: AnyStore,
 ) -> None:
     await store.create_session("s", ttl=50, metadata={"a": 1})
 
@@ -152,7 +153,7 @@ async def test_update_session_without_arguments_keeps_ttl_and_metadata(
 
 
 async def test_update_session_changes_ttl_and_expiry(
-    clock_store: tuple[SessionStore, FakeClock],
+    clock_store: tuple[AnyStore, FakeClock],
 ) -> None:
     store, clock = clock_store
     await store.create_session("short", ttl=10)
@@ -169,13 +170,13 @@ async def test_update_session_changes_ttl_and_expiry(
     assert await store.session_exists("forever")
 
 
-async def test_update_session_of_unknown_id_raises_session_not_found(store: SessionStore) -> None:
+async def test_update_session_of_unknown_id_raises_session_not_found(store: AnyStore) -> None:
     with pytest.raises(SessionNotFound):
         await store.update_session("nope", metadata={"a": 1})
     assert await store.list_sessions() == []
 
 
-async def test_delete_session_is_idempotent_and_removes_everything(store: SessionStore) -> None:
+async def test_delete_session_is_idempotent_and_removes_everything(store: AnyStore) -> None:
     await store.create_session("s")
     await store.register_variable("s", "x", "integer", 1)
 
@@ -192,7 +193,7 @@ async def test_delete_session_is_idempotent_and_removes_everything(store: Sessio
     assert stats.current_variables == 0
 
 
-async def test_recreated_session_starts_empty(store: SessionStore) -> None:
+async def test_recreated_session_starts_empty(store: AnyStore) -> None:
     await store.create_session("s")
     await store.register_variable("s", "x", "integer", 1)
     await store.delete_session("s")
@@ -203,7 +204,7 @@ async def test_recreated_session_starts_empty(store: SessionStore) -> None:
     assert not await store.has_variable("s", "x")
 
 
-async def test_session_exists_does_not_touch(clock_store: tuple[SessionStore, FakeClock]) -> None:
+async def test_session_exists_does_not_touch(clock_store: tuple[AnyStore, FakeClock]) -> None:
     store, clock = clock_store
     await store.create_session("s", ttl=10)
     clock.advance(6)
@@ -216,7 +217,7 @@ async def test_session_exists_does_not_touch(clock_store: tuple[SessionStore, Fa
 
 
 async def test_list_sessions_lists_live_sessions_only(
-    clock_store: tuple[SessionStore, FakeClock],
+    clock_store: tuple[AnyStore, FakeClock],
 ) -> None:
     store, clock = clock_store
     await store.create_session("short", ttl=10)
@@ -235,7 +236,7 @@ async def test_list_sessions_lists_live_sessions_only(
 
 
 async def test_expired_session_is_gone_for_every_call_before_the_sweep(
-    clock_store: tuple[SessionStore, FakeClock],
+    clock_store: tuple[AnyStore, FakeClock],
 ) -> None:
     store, clock = clock_store
     await store.create_session("s", ttl=10)
@@ -272,7 +273,7 @@ async def test_expired_session_is_gone_for_every_call_before_the_sweep(
 
 
 async def test_expired_session_cannot_be_revived_by_reading(
-    clock_store: tuple[SessionStore, FakeClock],
+    clock_store: tuple[AnyStore, FakeClock],
 ) -> None:
     store, clock = clock_store
     await store.create_session("s", ttl=10)
@@ -293,7 +294,7 @@ async def test_expired_session_cannot_be_revived_by_reading(
 
 
 async def test_every_successful_variable_call_touches_the_session(
-    clock_store: tuple[SessionStore, FakeClock],
+    clock_store: tuple[AnyStore, FakeClock],
 ) -> None:
     store, clock = clock_store
     await store.create_session("s", ttl=10)
@@ -324,7 +325,7 @@ async def test_every_successful_variable_call_touches_the_session(
 
 
 async def test_cleanup_expired_sessions_returns_how_many_were_removed(
-    clock_store: tuple[SessionStore, FakeClock],
+    clock_store: tuple[AnyStore, FakeClock],
 ) -> None:
     store, clock = clock_store
     for i in range(3):
@@ -338,7 +339,7 @@ async def test_cleanup_expired_sessions_returns_how_many_were_removed(
     assert await store.list_sessions() == ["long"]
 
 
-async def test_cleanup_with_nothing_expired_removes_nothing(store: SessionStore) -> None:
+async def test_cleanup_with_nothing_expired_removes_nothing(store: AnyStore) -> None:
     await store.create_session("s")
 
     assert await store.cleanup_expired_sessions() == 0
@@ -349,7 +350,7 @@ async def test_cleanup_with_nothing_expired_removes_nothing(store: SessionStore)
 # stats
 
 
-async def test_stats_start_at_zero(store: SessionStore) -> None:
+async def test_stats_start_at_zero(store: AnyStore) -> None:
     stats = await store.get_stats()
 
     assert isinstance(stats, StoreStats)
@@ -363,7 +364,7 @@ async def test_stats_start_at_zero(store: SessionStore) -> None:
     assert stats.mailbox_depth == 0
 
 
-async def test_stats_count_sessions_created_deleted_and_current(store: SessionStore) -> None:
+async def test_stats_count_sessions_created_deleted_and_current(store: AnyStore) -> None:
     for name in ("a", "b", "c"):
         await store.create_session(name)
     await store.delete_session("b")
@@ -377,7 +378,7 @@ async def test_stats_count_sessions_created_deleted_and_current(store: SessionSt
 
 
 async def test_stats_count_expired_sessions_and_cleanup_runs(
-    clock_store: tuple[SessionStore, FakeClock],
+    clock_store: tuple[AnyStore, FakeClock],
 ) -> None:
     store, clock = clock_store
     await store.create_session("a", ttl=10)
@@ -397,7 +398,7 @@ async def test_stats_count_expired_sessions_and_cleanup_runs(
 
 
 async def test_stats_count_an_expired_session_once_however_it_is_noticed(
-    clock_store: tuple[SessionStore, FakeClock],
+    clock_store: tuple[AnyStore, FakeClock],
 ) -> None:
     store, clock = clock_store
     await store.create_session("read", ttl=10)
@@ -415,7 +416,7 @@ async def test_stats_count_an_expired_session_once_however_it_is_noticed(
     assert stats.current_sessions == 0
 
 
-async def test_stats_count_current_variables_across_sessions(store: SessionStore) -> None:
+async def test_stats_count_current_variables_across_sessions(store: AnyStore) -> None:
     await store.create_session("a")
     await store.create_session("b")
     await store.register_variable("a", "x", "integer", 1)
@@ -430,7 +431,7 @@ async def test_stats_count_current_variables_across_sessions(store: SessionStore
     assert (await store.get_stats()).current_variables == 1
 
 
-async def test_stats_count_global_programs(store: SessionStore) -> None:
+async def test_stats_count_global_programs(store: AnyStore) -> None:
     await store.store_global_program("p1", {"a": 1})
     await store.store_global_program("p2", {"a": 2})
     await store.store_global_program("p1", {"a": 3})
@@ -440,7 +441,7 @@ async def test_stats_count_global_programs(store: SessionStore) -> None:
     assert (await store.get_stats()).global_programs == 1
 
 
-async def test_stats_count_commands_processed_including_failures(store: SessionStore) -> None:
+async def test_stats_count_commands_processed_including_failures(store: AnyStore) -> None:
     await store.create_session("s")
     first = await store.get_stats()
 
@@ -459,7 +460,7 @@ async def test_stats_count_commands_processed_including_failures(store: SessionS
     assert third.commands_processed - second.commands_processed == first_delta + 5
 
 
-async def test_stats_mailbox_depth_shows_queued_calls(store: SessionStore) -> None:
+async def test_stats_mailbox_depth_shows_queued_calls(store: AnyStore) -> None:
     await store.create_session("s")
     assert (await store.get_stats()).mailbox_depth == 0
 
@@ -477,8 +478,8 @@ async def test_stats_mailbox_depth_shows_queued_calls(store: SessionStore) -> No
 # limits, workers
 
 
-async def test_max_sessions_raises_session_limit_exceeded() -> None:
-    async with SessionStore(max_sessions=2) as limited:
+async def test_max_sessions_raises_session_limit_exceeded(open_store: OpenStore) -> None:
+    async with open_store(max_sessions=2) as limited:
         await limited.create_session("a")
         await limited.create_session("b")
 
@@ -494,9 +495,9 @@ async def test_max_sessions_raises_session_limit_exceeded() -> None:
         assert stats.current_sessions == 2
 
 
-async def test_expired_sessions_do_not_count_toward_max_sessions() -> None:
+async def test_expired_sessions_do_not_count_toward_max_sessions(open_store: OpenStore) -> None:
     clock = FakeClock()
-    async with SessionStore(max_sessions=1, clock=clock) as limited:
+    async with open_store(max_sessions=1, clock=clock) as limited:
         await limited.create_session("a", ttl=10)
         clock.advance(11)
 
@@ -504,7 +505,7 @@ async def test_expired_sessions_do_not_count_toward_max_sessions() -> None:
         assert await limited.list_sessions() == ["b"]
 
 
-async def test_store_worker_session_creates_missing_session(store: SessionStore) -> None:
+async def test_store_worker_session_creates_missing_session(store: AnyStore) -> None:
     await store.store_worker_session("s", "worker-1")
 
     session = await store.get_session("s")
@@ -514,7 +515,7 @@ async def test_store_worker_session_creates_missing_session(store: SessionStore)
 
 
 async def test_store_worker_session_updates_existing_session_in_place(
-    store: SessionStore,
+    store: AnyStore,
 ) -> None:
     await store.create_session("s", ttl=50, metadata={"a": 1})
     await store.register_variable("s", "x", "integer", 7)
@@ -535,7 +536,7 @@ async def test_store_worker_session_updates_existing_session_in_place(
 # programs
 
 
-async def test_session_programs_store_get_delete(store: SessionStore, session_id: str) -> None:
+async def test_session_programs_store_get_delete(store: AnyStore, session_id: str) -> None:
     await store.store_program(session_id, "prog", {"signature": "a -> b"})
 
     assert await store.get_program(session_id, "prog") == {"signature": "a -> b"}
@@ -551,7 +552,7 @@ async def test_session_programs_store_get_delete(store: SessionStore, session_id
     assert tuple((await store.get_session(session_id)).program_ids) == ()
 
 
-async def test_session_programs_are_scoped_to_their_session(store: SessionStore) -> None:
+async def test_session_programs_are_scoped_to_their_session(store: AnyStore) -> None:
     await store.create_session("a")
     await store.create_session("b")
     await store.store_program("a", "prog", [1, 2])
@@ -564,7 +565,7 @@ async def test_session_programs_are_scoped_to_their_session(store: SessionStore)
         await store.store_program("missing", "prog", [1])
 
 
-async def test_program_data_is_copied_in_and_out(store: SessionStore, session_id: str) -> None:
+async def test_program_data_is_copied_in_and_out(store: AnyStore, session_id: str) -> None:
     data: dict[str, list[int]] = {"steps": [1, 2]}
     await store.store_program(session_id, "prog", data)
     data["steps"].append(3)
@@ -576,7 +577,7 @@ async def test_program_data_is_copied_in_and_out(store: SessionStore, session_id
     assert await store.get_program(session_id, "prog") == {"steps": [1, 2]}
 
 
-async def test_global_programs_store_get_delete(store: SessionStore) -> None:
+async def test_global_programs_store_get_delete(store: AnyStore) -> None:
     await store.store_global_program("g", {"v": 1})
 
     assert await store.get_global_program("g") == {"v": 1}
@@ -586,9 +587,11 @@ async def test_global_programs_store_get_delete(store: SessionStore) -> None:
         await store.get_global_program("g")
 
 
-async def test_global_programs_expire_global_program_ttl_after_being_stored() -> None:
+async def test_global_programs_expire_global_program_ttl_after_being_stored(
+    open_store: OpenStore,
+) -> None:
     clock = FakeClock()
-    async with SessionStore(clock=clock, global_program_ttl=100) as store:
+    async with open_store(clock=clock, global_program_ttl=100) as store:
         await store.store_global_program("g", {"v": 1})
         clock.advance(90)
         assert await store.get_global_program("g") == {"v": 1}  # reading does not extend
@@ -599,9 +602,9 @@ async def test_global_programs_expire_global_program_ttl_after_being_stored() ->
             await store.get_global_program("g")
 
 
-async def test_storing_a_global_program_again_restarts_its_ttl() -> None:
+async def test_storing_a_global_program_again_restarts_its_ttl(open_store: OpenStore) -> None:
     clock = FakeClock()
-    async with SessionStore(clock=clock, global_program_ttl=100) as store:
+    async with open_store(clock=clock, global_program_ttl=100) as store:
         await store.store_global_program("g", {"v": 1})
         clock.advance(90)
         await store.store_global_program("g", {"v": 2})
@@ -617,32 +620,32 @@ async def test_storing_a_global_program_again_restarts_its_ttl() -> None:
 # failed calls
 
 
-async def _missing_variable(store: SessionStore, sid: str) -> object:
+async def _missing_variable(store: AnyStore, sid: str) -> object:
     return await store.get_variable(sid, "nope")
 
 
-async def _update_breaking_constraint(store: SessionStore, sid: str) -> object:
+async def _update_breaking_constraint(store: AnyStore, sid: str) -> object:
     return await store.update_variable(sid, "x", 1000)
 
 
-async def _register_unknown_type(store: SessionStore, sid: str) -> object:
+async def _register_unknown_type(store: AnyStore, sid: str) -> object:
     return await store.register_variable(sid, "y", "no-such-type", 1)
 
 
-async def _register_taken_name(store: SessionStore, sid: str) -> object:
+async def _register_taken_name(store: AnyStore, sid: str) -> object:
     return await store.register_variable(sid, "x", "integer", 1)
 
 
-async def _atomic_batch_failure(store: SessionStore, sid: str) -> object:
+async def _atomic_batch_failure(store: AnyStore, sid: str) -> object:
     return await store.update_variables(sid, {"x": 1, "nope": 2}, atomic=True)
 
 
-async def _delete_missing_variable(store: SessionStore, sid: str) -> object:
+async def _delete_missing_variable(store: AnyStore, sid: str) -> object:
     await store.delete_variable(sid, "nope")
     return None
 
 
-async def _missing_program(store: SessionStore, sid: str) -> object:
+async def _missing_program(store: AnyStore, sid: str) -> object:
     return await store.get_program(sid, "nope")
 
 
@@ -659,7 +662,7 @@ FAILING_CALLS: list[tuple[Call, type[SessionStoreError]]] = [
 
 @pytest.mark.parametrize(("call", "error"), FAILING_CALLS, ids=lambda c: getattr(c, "__name__", ""))
 async def test_failed_call_does_not_touch_the_session(
-    clock_store: tuple[SessionStore, FakeClock], call: Call, error: type[SessionStoreError]
+    clock_store: tuple[AnyStore, FakeClock], call: Call, error: type[SessionStoreError]
 ) -> None:
     store, clock = clock_store
     await store.create_session("s", ttl=10)
@@ -674,7 +677,7 @@ async def test_failed_call_does_not_touch_the_session(
 
 
 async def test_failed_call_leaves_last_accessed_unchanged(
-    clock_store: tuple[SessionStore, FakeClock],
+    clock_store: tuple[AnyStore, FakeClock],
 ) -> None:
     store, clock = clock_store
     await store.create_session("s", ttl=10)
@@ -694,7 +697,7 @@ async def test_failed_call_leaves_last_accessed_unchanged(
 # timestamps
 
 
-async def test_session_timestamps_are_wall_clock(store: SessionStore) -> None:
+async def test_session_timestamps_are_wall_clock(store: AnyStore) -> None:
     before = time.time()
     session = await store.create_session("s")
     touched = await store.get_session("s")
@@ -707,7 +710,7 @@ async def test_session_timestamps_are_wall_clock(store: SessionStore) -> None:
     assert touched.last_accessed >= session.last_accessed
 
 
-async def test_variable_timestamps_are_wall_clock(store: SessionStore, session_id: str) -> None:
+async def test_variable_timestamps_are_wall_clock(store: AnyStore, session_id: str) -> None:
     before = time.time()
     await store.register_variable(session_id, "x", "integer", 1)
     updated = await store.update_variable(session_id, "x", 2)
@@ -720,7 +723,7 @@ async def test_variable_timestamps_are_wall_clock(store: SessionStore, session_i
     assert exported[0]["created_at"] == updated.created_at
 
 
-async def test_session_counts_variables_and_updates(store: SessionStore, session_id: str) -> None:
+async def test_session_counts_variables_and_updates(store: AnyStore, session_id: str) -> None:
     await store.register_variable(session_id, "x", "integer", 0, constraints={"max": 10})
     await store.register_variable(session_id, "y", "integer", 0)
     await store.update_variable(session_id, "x", 1)
@@ -734,9 +737,11 @@ async def test_session_counts_variables_and_updates(store: SessionStore, session
     assert session.total_variable_updates == 3
 
 
-async def test_the_periodic_sweep_removes_expired_sessions_by_itself() -> None:
+async def test_the_periodic_sweep_removes_expired_sessions_by_itself(
+    open_store: OpenStore,
+) -> None:
     clock = FakeClock()
-    async with SessionStore(clock=clock, cleanup_interval=0.01) as store:
+    async with open_store(clock=clock, cleanup_interval=0.01) as store:
         await store.create_session("short", ttl=10)
         await store.create_session("long", ttl=100)
         await store.register_variable("short", "x", "integer", 1)

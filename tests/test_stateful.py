@@ -24,7 +24,7 @@ from collections.abc import Coroutine, Mapping
 from typing import Any, Final
 
 import attrs
-from conftest import FakeClock
+from conftest import AnyStore, FakeClock, open_store_of
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -178,23 +178,29 @@ def outcome(allowed: ErrorClasses, error: SessionStoreError | None) -> None:
 
 
 class StoreMachine(RuleBasedStateMachine):
+    kind = "local"  # how the machine reaches the store (see RemoteStoreMachine)
+
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.clock = FakeClock()
-        self.store = self.new_store()
-        self.run(self.store.__aenter__())
+        self.opened = open_store_of(self.kind, **self.store_options())
+        self.store: AnyStore = self.run(self.opened.__aenter__())
         self.model = StoreModel(now=self.clock.now)
         self.issued_ids: set[str] = set()  # every id a registration returned
 
-    def new_store(self) -> SessionStore:
-        return SessionStore(
-            clock=self.clock, cleanup_interval=None, default_ttl=DEFAULT_TTL, call_timeout=None
-        )
+    def store_options(self) -> dict[str, Any]:
+        """The options of the store under test (a subclass may add to them)."""
+        return {
+            "clock": self.clock,
+            "cleanup_interval": None,
+            "default_ttl": DEFAULT_TTL,
+            "call_timeout": None,
+        }
 
     def teardown(self) -> None:
         try:
-            self.run(self.store.aclose())
+            self.run(self.opened.__aexit__(None, None, None))
         finally:
             self.loop.close()
 
@@ -475,6 +481,17 @@ StoreMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestStoreAgainstModel = StoreMachine.TestCase
+
+
+class RemoteStoreMachine(StoreMachine):
+    """The same machine, every call through a tcp connection to a served store: the
+    arguments, replies and errors the model expects come back through the wire."""
+
+    kind = "tcp"
+
+
+RemoteStoreMachine.TestCase.settings = settings(StoreMachine.TestCase.settings, max_examples=150)
+TestRemoteStoreAgainstModel = RemoteStoreMachine.TestCase
 
 
 # --------------------------------------------------------------------------

@@ -16,12 +16,12 @@ import math
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
+from conftest import open_store_of
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import initialize, rule
-from test_stateful import DEFAULT_TTL, StoreMachine
-
-from sessionactor import SessionStore
+from test_stateful import StoreMachine
 
 
 class DurableStoreMachine(StoreMachine):
@@ -29,15 +29,12 @@ class DurableStoreMachine(StoreMachine):
         self.directory = Path(tempfile.mkdtemp(prefix="sessionactor-stateful-"))
         super().__init__()
 
-    def new_store(self) -> SessionStore:
-        return SessionStore(
-            clock=self.clock,
-            cleanup_interval=None,
-            default_ttl=DEFAULT_TTL,
-            call_timeout=None,
-            database=self.directory / "store.sqlite",
-            synchronous="off",  # a clean stop writes everything; speed matters here
-        )
+    def store_options(self) -> dict[str, Any]:
+        return {
+            **super().store_options(),
+            "database": self.directory / "store.sqlite",
+            "synchronous": "off",  # a clean stop writes everything; speed matters here
+        }
 
     def teardown(self) -> None:
         try:
@@ -53,12 +50,12 @@ class DurableStoreMachine(StoreMachine):
 
     @rule()
     def reopen(self) -> None:
-        self.run(self.store.aclose())
+        self.run(self.opened.__aexit__(None, None, None))
         model = self.model
         for session_id in [sid for sid in model.sessions if not model.is_live(sid)]:
             model.remove(session_id)  # expired while stopped: the restart sweeps it away
-        self.store = self.new_store()
-        self.run(self.store.__aenter__())
+        self.opened = open_store_of(self.kind, **self.store_options())
+        self.store = self.run(self.opened.__aenter__())
 
 
 DurableStoreMachine.TestCase.settings = settings(

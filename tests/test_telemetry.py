@@ -39,6 +39,10 @@ from sessionactor import (
 from sessionactor import telemetry as t
 from sessionactor.testing import FakeClock, TelemetryCapture, capture_telemetry
 
+# The store's own spans and metrics, read from the providers it was built with (its
+# own `store` fixture): in-process by nature. Spans through the wire: test_remote_trace.py.
+pytestmark = pytest.mark.local_only
+
 SID = "session-7f3a"  # distinctive, so a leak into metric attributes is easy to find
 ROOT = Path(__file__).resolve().parent.parent
 

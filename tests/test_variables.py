@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 import pytest
+from conftest import STORE_KINDS, AnyStore, OpenStore, open_store_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -120,7 +121,7 @@ def test_glob_reference_itself() -> None:
 
 
 async def test_variable_ids_look_like_var_name_n_and_are_unique_in_the_store(
-    store: SessionStore,
+    store: AnyStore,
 ) -> None:
     await store.create_session("a")
     await store.create_session("b")
@@ -140,9 +141,7 @@ async def test_variable_ids_look_like_var_name_n_and_are_unique_in_the_store(
         assert not match.group(2).startswith("0")
 
 
-async def test_variable_ids_are_not_reused_after_delete(
-    store: SessionStore, session_id: str
-) -> None:
+async def test_variable_ids_are_not_reused_after_delete(store: AnyStore, session_id: str) -> None:
     first = await store.register_variable(session_id, "x", "integer", 1)
     await store.delete_variable(session_id, first)
 
@@ -152,7 +151,7 @@ async def test_variable_ids_are_not_reused_after_delete(
     assert re.fullmatch(r"var_x_[1-9][0-9]*", second)
 
 
-async def test_identifier_id_wins_over_name(store: SessionStore, session_id: str) -> None:
+async def test_identifier_id_wins_over_name(store: AnyStore, session_id: str) -> None:
     first_id = await store.register_variable(session_id, "x", "integer", 1)
     # A second variable whose *name* is the first one's id.
     second_id = await store.register_variable(session_id, first_id, "integer", 2)
@@ -171,9 +170,7 @@ async def test_identifier_id_wins_over_name(store: SessionStore, session_id: str
     assert (await store.get_variable(session_id, first_id)).id == second_id
 
 
-async def test_variable_names_are_unique_within_a_session(
-    store: SessionStore, session_id: str
-) -> None:
+async def test_variable_names_are_unique_within_a_session(store: AnyStore, session_id: str) -> None:
     original = await store.register_variable(session_id, "x", "integer", 1)
 
     with pytest.raises(VariableExists) as caught:
@@ -186,7 +183,7 @@ async def test_variable_names_are_unique_within_a_session(
     assert len(await store.list_variables(session_id)) == 1
 
 
-async def test_same_name_in_two_sessions_is_two_variables(store: SessionStore) -> None:
+async def test_same_name_in_two_sessions_is_two_variables(store: AnyStore) -> None:
     await store.create_session("a")
     await store.create_session("b")
     a_id = await store.register_variable("a", "x", "integer", 1)
@@ -201,7 +198,7 @@ async def test_same_name_in_two_sessions_is_two_variables(store: SessionStore) -
         await store.get_variable("b", a_id)
 
 
-async def test_type_may_be_a_variable_type_member(store: SessionStore, session_id: str) -> None:
+async def test_type_may_be_a_variable_type_member(store: AnyStore, session_id: str) -> None:
     await store.register_variable(session_id, "x", VariableType.INTEGER, 3)
 
     variable = await store.get_variable(session_id, "x")
@@ -211,7 +208,7 @@ async def test_type_may_be_a_variable_type_member(store: SessionStore, session_i
 
 
 async def test_variable_calls_on_missing_session_raise_session_not_found(
-    store: SessionStore,
+    store: AnyStore,
 ) -> None:
     with pytest.raises(SessionNotFound):
         await store.register_variable("missing", "x", "integer", 1)
@@ -228,7 +225,7 @@ async def test_variable_calls_on_missing_session_raise_session_not_found(
 # metadata
 
 
-async def test_register_metadata_defaults(store: SessionStore, session_id: str) -> None:
+async def test_register_metadata_defaults(store: AnyStore, session_id: str) -> None:
     await store.register_variable(session_id, "x", "integer", 1)
 
     variable = await store.get_variable(session_id, "x")
@@ -237,7 +234,7 @@ async def test_register_metadata_defaults(store: SessionStore, session_id: str) 
 
 
 async def test_register_metadata_adds_description_then_merges_caller_last(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await store.register_variable(session_id, "d", "integer", 1, description="a counter")
     await store.register_variable(
@@ -273,7 +270,7 @@ def assert_iso_utc_near_now(stamp: object) -> None:
 
 
 async def test_update_metadata_is_old_plus_caller_plus_source_and_updated_at(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await store.register_variable(session_id, "x", "integer", 0, metadata={"owner": "me"})
 
@@ -301,7 +298,7 @@ async def test_update_metadata_is_old_plus_caller_plus_source_and_updated_at(
     assert fourth.metadata["source"] == "python"
 
 
-async def test_returned_variable_is_the_new_snapshot(store: SessionStore, session_id: str) -> None:
+async def test_returned_variable_is_the_new_snapshot(store: AnyStore, session_id: str) -> None:
     registered_id = await store.register_variable(session_id, "x", "float", 0.5)
     before = await store.get_variable(session_id, "x")
 
@@ -315,7 +312,7 @@ async def test_returned_variable_is_the_new_snapshot(store: SessionStore, sessio
     assert before.value == 0.5  # the old snapshot did not change
 
 
-async def test_failed_update_changes_nothing(store: SessionStore, session_id: str) -> None:
+async def test_failed_update_changes_nothing(store: AnyStore, session_id: str) -> None:
     await store.register_variable(session_id, "x", "integer", 5, constraints={"min": 0, "max": 10})
     await store.update_variable(session_id, "x", 6, {"k": "v"})
     before = await store.get_variable(session_id, "x")
@@ -334,18 +331,16 @@ async def test_failed_update_changes_nothing(store: SessionStore, session_id: st
 # listing
 
 
-async def register_all(store: SessionStore, session_id: str, names: Sequence[str]) -> None:
+async def register_all(store: AnyStore, session_id: str, names: Sequence[str]) -> None:
     for name in names:
         await store.register_variable(session_id, name, "integer", 0)
 
 
-async def names_listed(store: SessionStore, session_id: str, pattern: str | None) -> list[str]:
+async def names_listed(store: AnyStore, session_id: str, pattern: str | None) -> list[str]:
     return [v.name for v in await store.list_variables(session_id, pattern)]
 
 
-async def test_list_variables_is_in_registration_order(
-    store: SessionStore, session_id: str
-) -> None:
+async def test_list_variables_is_in_registration_order(store: AnyStore, session_id: str) -> None:
     await register_all(store, session_id, ["zeta", "alpha", "mid", "beta"])
     await store.update_variable(session_id, "zeta", 1)
     await store.delete_variable(session_id, "alpha")
@@ -354,7 +349,7 @@ async def test_list_variables_is_in_registration_order(
     assert await names_listed(store, session_id, None) == ["zeta", "mid", "beta", "alpha"]
 
 
-async def test_glob_star_is_anchored_at_both_ends(store: SessionStore, session_id: str) -> None:
+async def test_glob_star_is_anchored_at_both_ends(store: AnyStore, session_id: str) -> None:
     await register_all(store, session_id, ["temp_cpu", "my_temp_x", "temp_", "temp", "xtemp_y"])
 
     assert await names_listed(store, session_id, "temp_*") == ["temp_cpu", "temp_"]
@@ -370,7 +365,7 @@ async def test_glob_star_is_anchored_at_both_ends(store: SessionStore, session_i
 
 
 async def test_glob_question_mark_matches_exactly_one_character(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await register_all(store, session_id, ["t_", "t_a", "t_ab", "t_é"])
 
@@ -394,7 +389,7 @@ async def test_glob_question_mark_matches_exactly_one_character(
     ],
 )
 async def test_glob_other_characters_are_literal(
-    store: SessionStore, session_id: str, pattern: str, hits: list[str]
+    store: AnyStore, session_id: str, pattern: str, hits: list[str]
 ) -> None:
     names = ["a.b", "axb", "x[1]", "x1", "a+", "aa", "(g)", "g", "^s$", "s"]
     names += ["b\\d", "b1", "{1}", "p|q", "p", "q"]
@@ -403,9 +398,7 @@ async def test_glob_other_characters_are_literal(
     assert await names_listed(store, session_id, pattern) == hits
 
 
-async def test_list_variables_of_empty_session_is_empty(
-    store: SessionStore, session_id: str
-) -> None:
+async def test_list_variables_of_empty_session_is_empty(store: AnyStore, session_id: str) -> None:
     assert await store.list_variables(session_id) == []
     assert await store.list_variables(session_id, "*") == []
 
@@ -414,7 +407,7 @@ async def test_list_variables_of_empty_session_is_empty(
 # delete, has, get_variable_value
 
 
-async def test_delete_variable_removes_it(store: SessionStore, session_id: str) -> None:
+async def test_delete_variable_removes_it(store: AnyStore, session_id: str) -> None:
     var_id = await store.register_variable(session_id, "x", "integer", 1)
     await store.register_variable(session_id, "y", "integer", 2)
 
@@ -430,7 +423,7 @@ async def test_delete_variable_removes_it(store: SessionStore, session_id: str) 
     assert (await store.get_session(session_id)).variable_count == 1
 
 
-async def test_has_variable_by_id_and_name(store: SessionStore, session_id: str) -> None:
+async def test_has_variable_by_id_and_name(store: AnyStore, session_id: str) -> None:
     var_id = await store.register_variable(session_id, "x", "integer", 1)
 
     assert await store.has_variable(session_id, "x")
@@ -439,7 +432,7 @@ async def test_has_variable_by_id_and_name(store: SessionStore, session_id: str)
 
 
 async def test_get_variable_value_returns_value_or_default(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await store.register_variable(session_id, "x", "string", "hi")
 
@@ -453,7 +446,7 @@ async def test_get_variable_value_returns_value_or_default(
 
 
 async def test_get_variables_keys_found_as_given_and_lists_missing_once_in_order(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     a_id = await store.register_variable(session_id, "a", "integer", 1)
     await store.register_variable(session_id, "b", "integer", 2)
@@ -470,7 +463,7 @@ async def test_get_variables_keys_found_as_given_and_lists_missing_once_in_order
     assert result.missing == ["zz", "nope", "nope2"]
 
 
-async def test_get_variables_of_nothing(store: SessionStore, session_id: str) -> None:
+async def test_get_variables_of_nothing(store: AnyStore, session_id: str) -> None:
     result = await store.get_variables(session_id, [])
 
     assert result.found == {}
@@ -482,7 +475,7 @@ async def test_get_variables_of_nothing(store: SessionStore, session_id: str) ->
 
 
 @pytest.fixture
-async def abc(store: SessionStore, session_id: str) -> dict[str, str]:
+async def abc(store: AnyStore, session_id: str) -> dict[str, str]:
     """Variables a, b (max 10) and c; returns name -> id."""
     return {
         "a": await store.register_variable(session_id, "a", "integer", 1),
@@ -491,14 +484,12 @@ async def abc(store: SessionStore, session_id: str) -> dict[str, str]:
     }
 
 
-async def values_and_versions(
-    store: SessionStore, session_id: str
-) -> dict[str, tuple[object, int]]:
+async def values_and_versions(store: AnyStore, session_id: str) -> dict[str, tuple[object, int]]:
     return {v.name: (v.value, v.version) for v in await store.list_variables(session_id)}
 
 
 async def test_non_atomic_batch_applies_each_update_alone(
-    store: SessionStore, session_id: str, abc: dict[str, str]
+    store: AnyStore, session_id: str, abc: dict[str, str]
 ) -> None:
     results = await store.update_variables(
         session_id, {"a": 10, "b": 11, "nope": 1, "c": 3, abc["b"] + "x": 0}
@@ -522,7 +513,7 @@ async def test_non_atomic_batch_applies_each_update_alone(
 
 
 async def test_batch_metadata_applies_to_every_update(
-    store: SessionStore, session_id: str, abc: dict[str, str]
+    store: AnyStore, session_id: str, abc: dict[str, str]
 ) -> None:
     results = await store.update_variables(session_id, {"a": 5, "b": 6}, metadata={"batch": "yes"})
 
@@ -535,7 +526,7 @@ async def test_batch_metadata_applies_to_every_update(
 
 
 async def test_atomic_batch_applies_everything_when_all_valid(
-    store: SessionStore, session_id: str, abc: dict[str, str]
+    store: AnyStore, session_id: str, abc: dict[str, str]
 ) -> None:
     results = await store.update_variables(
         session_id, {abc["a"]: 100, "b": 9, "c": "four"}, atomic=True
@@ -551,7 +542,7 @@ async def test_atomic_batch_applies_everything_when_all_valid(
 
 
 async def test_atomic_batch_changes_nothing_on_any_failure(
-    store: SessionStore, session_id: str, abc: dict[str, str]
+    store: AnyStore, session_id: str, abc: dict[str, str]
 ) -> None:
     before = await store.list_variables(session_id)
 
@@ -570,7 +561,7 @@ async def test_atomic_batch_changes_nothing_on_any_failure(
 
 @pytest.mark.parametrize("atomic", [False, True])
 async def test_two_keys_for_the_same_variable_make_the_second_invalid(
-    store: SessionStore, session_id: str, abc: dict[str, str], atomic: bool
+    store: AnyStore, session_id: str, abc: dict[str, str], atomic: bool
 ) -> None:
     updates = {"a": 5, abc["a"]: 6}
 
@@ -591,7 +582,7 @@ async def test_two_keys_for_the_same_variable_make_the_second_invalid(
 
 @pytest.mark.parametrize("atomic", [False, True])
 async def test_second_key_for_a_variable_is_invalid_even_when_the_first_key_failed(
-    store: SessionStore, session_id: str, abc: dict[str, str], atomic: bool
+    store: AnyStore, session_id: str, abc: dict[str, str], atomic: bool
 ) -> None:
     # SPEC §4: "Two keys that resolve to the same variable: the second is an
     # InvalidArgument for that key" -- whatever became of the first.
@@ -610,9 +601,7 @@ async def test_second_key_for_a_variable_is_invalid_even_when_the_first_key_fail
     assert (await values_and_versions(store, session_id))["b"] == (2, 0)
 
 
-async def test_empty_batch_update_returns_empty_result(
-    store: SessionStore, session_id: str
-) -> None:
+async def test_empty_batch_update_returns_empty_result(store: AnyStore, session_id: str) -> None:
     assert await store.update_variables(session_id, {}) == {}
     assert await store.update_variables(session_id, {}, atomic=True) == {}
 
@@ -621,7 +610,7 @@ async def test_empty_batch_update_returns_empty_result(
 # export / import
 
 
-async def register_assorted(store: SessionStore, session_id: str) -> None:
+async def register_assorted(store: AnyStore, session_id: str) -> None:
     await store.register_variable(session_id, "nan", "float", math.nan)
     await store.register_variable(session_id, "inf", "float", "Infinity")
     await store.register_variable(session_id, "ninf", "float", -math.inf)
@@ -649,7 +638,7 @@ async def register_assorted(store: SessionStore, session_id: str) -> None:
 
 
 async def test_export_is_json_ready_with_special_floats_as_strings(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await register_assorted(store, session_id)
 
@@ -671,7 +660,7 @@ async def test_export_is_json_ready_with_special_floats_as_strings(
     assert json.loads(text)[0]["value"] == "NaN"
 
 
-async def test_export_order_matches_listing(store: SessionStore, session_id: str) -> None:
+async def test_export_order_matches_listing(store: AnyStore, session_id: str) -> None:
     await register_assorted(store, session_id)
 
     exported = await store.export_variables(session_id)
@@ -681,7 +670,7 @@ async def test_export_order_matches_listing(store: SessionStore, session_id: str
 
 
 async def test_import_after_json_round_trip_reproduces_variables(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await register_assorted(store, session_id)
     exported = json.loads(json.dumps(await store.export_variables(session_id), allow_nan=False))
@@ -704,12 +693,12 @@ async def test_import_after_json_round_trip_reproduces_variables(
 
 
 async def test_import_into_another_store_keeps_ids_versions_and_timestamps(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str, open_store: OpenStore
 ) -> None:
     await register_assorted(store, session_id)
     exported = json.loads(json.dumps(await store.export_variables(session_id), allow_nan=False))
 
-    async with SessionStore() as other:
+    async with open_store() as other:
         await other.create_session("restored")
         assert await other.import_variables("restored", exported) == 11
         restored = await other.list_variables("restored")
@@ -718,14 +707,14 @@ async def test_import_into_another_store_keeps_ids_versions_and_timestamps(
 
 
 async def test_ids_registered_after_an_import_do_not_repeat_imported_ids(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str, open_store: OpenStore
 ) -> None:
     for name in ("a", "b", "c"):
         await store.register_variable(session_id, name, "integer", 1)
     exported = await store.export_variables(session_id)
     imported_ids = {entry["id"] for entry in exported}
 
-    async with SessionStore() as other:
+    async with open_store() as other:
         await other.create_session("restored")
         await other.import_variables("restored", exported)
         await other.create_session("fresh")
@@ -737,7 +726,7 @@ async def test_ids_registered_after_an_import_do_not_repeat_imported_ids(
 
 
 async def test_import_is_all_or_nothing_with_errors_by_entry_index(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await register_assorted(store, session_id)
     good = json.loads(json.dumps(await store.export_variables(session_id), allow_nan=False))
@@ -763,7 +752,7 @@ async def test_import_is_all_or_nothing_with_errors_by_entry_index(
 
 
 async def test_import_rejects_names_repeated_within_the_import(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await store.register_variable(session_id, "x", "integer", 1)
     entry = (await store.export_variables(session_id))[0]
@@ -777,7 +766,7 @@ async def test_import_rejects_names_repeated_within_the_import(
     assert await store.list_variables("target") == []
 
 
-async def test_import_of_nothing_imports_nothing(store: SessionStore, session_id: str) -> None:
+async def test_import_of_nothing_imports_nothing(store: AnyStore, session_id: str) -> None:
     assert await store.import_variables(session_id, []) == 0
     assert await store.list_variables(session_id) == []
 
@@ -867,9 +856,7 @@ async def test_an_import_checks_each_distinct_constraints_exactly(store: Session
 
 
 @pytest.mark.parametrize("field", ["value", "version", "metadata", "name"])
-async def test_variable_snapshot_is_frozen(
-    store: SessionStore, session_id: str, field: str
-) -> None:
+async def test_variable_snapshot_is_frozen(store: AnyStore, session_id: str, field: str) -> None:
     await store.register_variable(session_id, "x", "integer", 1)
     variable = await store.get_variable(session_id, "x")
 
@@ -880,7 +867,7 @@ async def test_variable_snapshot_is_frozen(
 
 
 @pytest.mark.parametrize("field", ["ttl", "metadata", "last_accessed"])
-async def test_session_snapshot_is_frozen(store: SessionStore, session_id: str, field: str) -> None:
+async def test_session_snapshot_is_frozen(store: AnyStore, session_id: str, field: str) -> None:
     session = await store.get_session(session_id)
     assert isinstance(session, Session)
 
@@ -889,7 +876,7 @@ async def test_session_snapshot_is_frozen(store: SessionStore, session_id: str, 
 
 
 async def test_mutating_an_embedding_list_passed_in_does_not_change_the_store(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     vector = [1.0, 2.0, 3.0]
     await store.register_variable(session_id, "v", "embedding", vector)
@@ -906,7 +893,7 @@ async def test_mutating_an_embedding_list_passed_in_does_not_change_the_store(
 
 
 async def test_mutating_metadata_or_constraints_passed_in_does_not_change_the_store(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     metadata: dict[str, Any] = {"tags": ["a"], "owner": "me"}
     constraints: dict[str, Any] = {"enum": ["x", "y"]}
@@ -931,7 +918,7 @@ async def test_mutating_metadata_or_constraints_passed_in_does_not_change_the_st
 
 
 async def test_returned_metadata_and_constraints_are_read_only(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await store.register_variable(
         session_id, "x", "integer", 1, constraints={"max": 5}, metadata={"tags": ["a"]}
@@ -957,7 +944,7 @@ async def test_returned_metadata_and_constraints_are_read_only(
         await store.update_variable(session_id, "x", 6)
 
 
-async def test_exported_dicts_are_copies(store: SessionStore, session_id: str) -> None:
+async def test_exported_dicts_are_copies(store: AnyStore, session_id: str) -> None:
     await store.register_variable(session_id, "v", "embedding", [1.0, 2.0])
     exported = await store.export_variables(session_id)
 
@@ -974,7 +961,7 @@ async def test_exported_dicts_are_copies(store: SessionStore, session_id: str) -
 
 
 async def test_concurrent_updates_to_one_variable_are_all_applied(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await store.register_variable(session_id, "n", "integer", 0)
 
@@ -990,9 +977,7 @@ async def test_concurrent_updates_to_one_variable_are_all_applied(
     assert (await store.get_session(session_id)).total_variable_updates == 200
 
 
-async def test_concurrent_registrations_get_distinct_ids(
-    store: SessionStore, session_id: str
-) -> None:
+async def test_concurrent_registrations_get_distinct_ids(store: AnyStore, session_id: str) -> None:
     ids = await asyncio.gather(
         *(store.register_variable(session_id, f"v{i}", "integer", i) for i in range(100))
     )
@@ -1047,6 +1032,7 @@ typed_values = st.one_of(
 )
 
 
+@pytest.mark.parametrize("kind", STORE_KINDS)
 @PROPERTY_SETTINGS
 @given(
     entries=st.lists(
@@ -1054,10 +1040,12 @@ typed_values = st.one_of(
     )
 )
 def test_export_import_round_trip_keeps_everything(
-    entries: list[tuple[tuple[str, object], list[tuple[str, object]]]],
+    kind: str, entries: list[tuple[tuple[str, object], list[tuple[str, object]]]]
 ) -> None:
+    """Through the wire too: every value, version and timestamp comes back exactly."""
+
     async def scenario() -> None:
-        async with SessionStore() as source, SessionStore() as target:
+        async with open_store_of(kind) as source, open_store_of(kind) as target:
             await source.create_session("s")
             for index, ((type_name, value), updates) in enumerate(entries):
                 name = f"v{index}"

@@ -25,7 +25,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import FakeClock
+from conftest import AnyStore, FakeClock, OpenBlocking, OpenStore, backing
 
 from sessionactor import (
     AtomicUpdateError,
@@ -39,7 +39,6 @@ from sessionactor import (
     VersionConflict,
     WatchOverflow,
 )
-from sessionactor.blocking import BlockingSessionStore
 
 SID = "test_session"
 Changes = AsyncIterator[VariableChange]
@@ -57,21 +56,22 @@ async def drain(changes: Changes) -> list[VariableChange]:
         return [change async for change in changes]
 
 
-async def roundtrip(store: SessionStore) -> None:
+async def roundtrip(store: AnyStore) -> None:
     """One call through the mailbox: everything sent before it has been handled."""
     await store.session_exists(SID)
 
 
-def watched(store: SessionStore) -> dict[str, int]:
-    # White-box: how many subscriptions the core holds per session.
-    return dict(store._state.watched)
+def watched(store: AnyStore) -> dict[str, int]:
+    # White-box: how many subscriptions the core holds per session (the served store's,
+    # through the wire).
+    return dict(backing(store)._state.watched)
 
 
 # -- initial snapshot and order -----------------------------------------------------
 
 
 async def test_initial_events_come_first_in_registration_order(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await store.register_variable(SID, "b", "integer", 1)
     await store.register_variable(SID, "a", "float", 0.5)
@@ -94,7 +94,7 @@ async def test_initial_events_come_first_in_registration_order(
 
 
 async def test_include_initial_false_starts_with_the_next_change(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await store.register_variable(SID, "x", "integer", 1)
     async with store.watch_variables(SID, include_initial=False) as changes:
@@ -104,7 +104,7 @@ async def test_include_initial_false_starts_with_the_next_change(
 
 
 async def test_registered_updated_deleted_events_carry_the_facts(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     async with store.watch_variables(SID) as changes:
         variable_id = await store.register_variable(SID, "x", "integer", 1)
@@ -126,7 +126,7 @@ async def test_registered_updated_deleted_events_carry_the_facts(
     assert deleted.revision == update.revision + 1
 
 
-async def test_import_is_seen_as_registered_events(store: SessionStore, session_id: str) -> None:
+async def test_import_is_seen_as_registered_events(store: AnyStore, session_id: str) -> None:
     await store.create_session("other")
     await store.register_variable("other", "p", "integer", 7)
     await store.register_variable("other", "q", "string", "hi")
@@ -142,7 +142,7 @@ async def test_import_is_seen_as_registered_events(store: SessionStore, session_
 
 
 async def test_atomic_batch_events_take_consecutive_revisions(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     for name in ("a", "b", "c"):
         await store.register_variable(SID, name, "integer", 0)
@@ -157,7 +157,7 @@ async def test_atomic_batch_events_take_consecutive_revisions(
     ]
 
 
-async def test_failed_calls_publish_nothing(store: SessionStore, session_id: str) -> None:
+async def test_failed_calls_publish_nothing(store: AnyStore, session_id: str) -> None:
     await store.register_variable(SID, "x", "integer", 1, constraints={"max": 10})
     await store.register_variable(SID, "y", "integer", 1)
     async with store.watch_variables(SID, include_initial=False) as changes:
@@ -178,8 +178,9 @@ async def test_failed_calls_publish_nothing(store: SessionStore, session_id: str
     assert (change.kind, change.name, change.new_value) == ("updated", "y", 4)
 
 
+@pytest.mark.local_only  # through the wire a turn's events go ahead of its replies (mirrors)
 async def test_an_event_arrives_only_after_its_caller_has_the_reply(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await store.register_variable(SID, "x", "integer", 0)
     async with store.watch_variables(SID, include_initial=False) as changes:
@@ -192,7 +193,7 @@ async def test_an_event_arrives_only_after_its_caller_has_the_reply(
 
 
 async def test_watching_touches_the_session(
-    clock_store: tuple[SessionStore, FakeClock],
+    clock_store: tuple[AnyStore, FakeClock],
 ) -> None:
     store, clock = clock_store
     await store.create_session(SID, ttl=10)
@@ -205,8 +206,9 @@ async def test_watching_touches_the_session(
 # -- subscription is atomic with its snapshot ---------------------------------------
 
 
+@pytest.mark.local_only  # places calls in one mailbox batch: the in-process scheduling
 async def test_changes_around_the_subscription_are_neither_lost_nor_repeated(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await store.register_variable(SID, "x", "integer", 0)
     # A first watcher makes the core record changes for the session all along.
@@ -240,7 +242,7 @@ async def test_changes_around_the_subscription_are_neither_lost_nor_repeated(
 
 
 async def test_watch_started_just_before_a_delete_still_sees_session_closed(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     # session_closed takes no revision: it has the very revision the watch started at.
     await store.register_variable(SID, "x", "integer", 0)
@@ -251,8 +253,9 @@ async def test_watch_started_just_before_a_delete_still_sees_session_closed(
     assert events[1].revision == events[0].revision
 
 
+@pytest.mark.local_only  # places calls in one mailbox batch: the in-process scheduling
 async def test_a_delete_handled_right_after_the_subscription_is_seen(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     # The delete lands in the same mailbox batch as the subscription, so its
     # session_closed reaches the watcher before the subscription's reply does.
@@ -271,7 +274,7 @@ async def test_a_delete_handled_right_after_the_subscription_is_seen(
 
 
 async def test_new_watch_does_not_see_the_close_of_an_earlier_session_with_its_id(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     async with store.watch_variables(SID) as old:
         # One batch: the old session goes, a new one takes its id, a watch starts on it.
@@ -295,7 +298,7 @@ async def test_new_watch_does_not_see_the_close_of_an_earlier_session_with_its_i
 
 
 async def test_watchers_see_exactly_the_committed_sequence_under_100_writers(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     names = [f"v{i}" for i in range(10)]
     for name in names:
@@ -364,14 +367,14 @@ async def test_watchers_see_exactly_the_committed_sequence_under_100_writers(
         assert len(stream) - 1 == 100 * 20
 
 
-async def export(store: SessionStore) -> list[dict[str, Any]]:
+async def export(store: AnyStore) -> list[dict[str, Any]]:
     return await store.export_variables(SID)
 
 
 # -- filtering ------------------------------------------------------------------------
 
 
-async def test_identifiers_filter_by_id_and_by_name(store: SessionStore, session_id: str) -> None:
+async def test_identifiers_filter_by_id_and_by_name(store: AnyStore, session_id: str) -> None:
     a = await store.register_variable(SID, "a", "integer", 0)
     await store.register_variable(SID, "b", "integer", 0)
     await store.register_variable(SID, "c", "integer", 0)
@@ -387,7 +390,7 @@ async def test_identifiers_filter_by_id_and_by_name(store: SessionStore, session
     ]
 
 
-async def test_a_listed_name_registered_later_matches(store: SessionStore, session_id: str) -> None:
+async def test_a_listed_name_registered_later_matches(store: AnyStore, session_id: str) -> None:
     await store.register_variable(SID, "a", "integer", 0)
     async with store.watch_variables(SID, ["later", "a"]) as changes:
         await store.register_variable(SID, "other", "integer", 0)
@@ -403,7 +406,7 @@ async def test_a_listed_name_registered_later_matches(store: SessionStore, sessi
     ]
 
 
-async def test_an_id_follows_only_that_variable(store: SessionStore, session_id: str) -> None:
+async def test_an_id_follows_only_that_variable(store: AnyStore, session_id: str) -> None:
     first = await store.register_variable(SID, "a", "integer", 0)
     async with store.watch_variables(SID, [first], include_initial=False) as changes:
         await store.delete_variable(SID, first)
@@ -419,7 +422,7 @@ async def test_an_id_follows_only_that_variable(store: SessionStore, session_id:
 
 
 async def test_pattern_is_the_anchored_glob_of_list_variables(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     for name in ("temp_cpu", "my_temp_x", "temp_gpu", "tempo"):
         await store.register_variable(SID, name, "float", 0.0)
@@ -439,7 +442,7 @@ async def test_pattern_is_the_anchored_glob_of_list_variables(
     assert {v.name for v in listed} == {"temp_cpu", "temp_gpu", "temp_new"}
 
 
-async def test_question_mark_matches_one_character(store: SessionStore, session_id: str) -> None:
+async def test_question_mark_matches_one_character(store: AnyStore, session_id: str) -> None:
     for name in ("x1", "x22", "y1"):
         await store.register_variable(SID, name, "integer", 0)
     async with store.watch_variables(SID, pattern="x?") as changes:
@@ -448,7 +451,7 @@ async def test_question_mark_matches_one_character(store: SessionStore, session_
     assert [(c.kind, c.name) for c in events] == [("initial", "x1"), ("session_closed", None)]
 
 
-async def test_identifiers_and_pattern_both_narrow(store: SessionStore, session_id: str) -> None:
+async def test_identifiers_and_pattern_both_narrow(store: AnyStore, session_id: str) -> None:
     for name in ("temp_a", "temp_b", "other"):
         await store.register_variable(SID, name, "integer", 0)
     async with store.watch_variables(SID, ["temp_a", "other"], pattern="temp_*") as changes:
@@ -459,7 +462,7 @@ async def test_identifiers_and_pattern_both_narrow(store: SessionStore, session_
 
 
 async def test_empty_identifier_list_watches_only_the_session_closing(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await store.register_variable(SID, "x", "integer", 0)
     async with store.watch_variables(SID, []) as changes:
@@ -469,7 +472,7 @@ async def test_empty_identifier_list_watches_only_the_session_closing(
     assert [c.kind for c in events] == ["session_closed"]
 
 
-async def test_changes_in_other_sessions_are_not_seen(store: SessionStore, session_id: str) -> None:
+async def test_changes_in_other_sessions_are_not_seen(store: AnyStore, session_id: str) -> None:
     await store.create_session("other")
     await store.register_variable("other", "x", "integer", 0)
     async with store.watch_variables(SID) as changes:
@@ -484,7 +487,7 @@ async def test_changes_in_other_sessions_are_not_seen(store: SessionStore, sessi
 
 
 async def test_many_watchers_on_one_variable_each_get_every_event(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await store.register_variable(SID, "x", "integer", 0)
     async with (
@@ -504,10 +507,10 @@ async def test_many_watchers_on_one_variable_each_get_every_event(
 
 
 async def test_overflow_delivers_the_buffer_then_raises_with_the_last_revision(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await store.register_variable(SID, "x", "integer", 0)
-    overflows_before = store._state.counters.watch_overflows
+    overflows_before = backing(store)._state.counters.watch_overflows
     async with store.watch_variables(SID, buffer=3) as changes:
         # The writer never waits for the slow consumer.
         written = [await store.update_variable(SID, "x", value) for value in range(1, 8)]
@@ -520,12 +523,13 @@ async def test_overflow_delivers_the_buffer_then_raises_with_the_last_revision(
     assert [c.new_value for c in received] == [0, 1, 2, 3]
     assert caught.value.last_revision == received[-1].revision == written[2].revision
     assert isinstance(caught.value, SessionStoreError)
-    assert store._state.counters.watch_overflows == overflows_before + 1
+    if isinstance(store, SessionStore):  # a remote consumer's buffer is the client's own
+        assert backing(store)._state.counters.watch_overflows == overflows_before + 1
     assert (await store.get_variable(SID, "x")).value == 7
 
 
 async def test_a_consumer_exactly_buffer_behind_does_not_overflow(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await store.register_variable(SID, "x", "integer", 0)
     async with store.watch_variables(SID, buffer=3, include_initial=False) as changes:
@@ -535,11 +539,11 @@ async def test_a_consumer_exactly_buffer_behind_does_not_overflow(
         events = await drain(changes)
     assert [c.new_value for c in events] == [1, 2, 3, None]
     assert events[-1].kind == "session_closed"
-    assert store._state.counters.watch_overflows == 0
+    assert backing(store)._state.counters.watch_overflows == 0
 
 
 async def test_initial_events_do_not_count_towards_the_buffer(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     for index in range(5):
         await store.register_variable(SID, f"v{index}", "integer", 0)
@@ -551,7 +555,7 @@ async def test_initial_events_do_not_count_towards_the_buffer(
 
 
 async def test_only_matching_events_count_towards_the_buffer(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await store.register_variable(SID, "watched", "integer", 0)
     await store.register_variable(SID, "noise", "integer", 0)
@@ -564,7 +568,7 @@ async def test_only_matching_events_count_towards_the_buffer(
 
 
 async def test_one_watcher_overflowing_leaves_the_others_intact(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await store.register_variable(SID, "x", "integer", 0)
     async with (
@@ -585,7 +589,7 @@ async def test_one_watcher_overflowing_leaves_the_others_intact(
 
 
 async def test_delete_session_ends_the_watch_after_session_closed(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await store.register_variable(SID, "x", "integer", 0)
     async with store.watch_variables(SID, include_initial=False) as changes:
@@ -608,7 +612,7 @@ async def test_delete_session_ends_the_watch_after_session_closed(
 
 
 async def test_expiry_ends_the_watch_when_the_sweep_removes_the_session(
-    clock_store: tuple[SessionStore, FakeClock],
+    clock_store: tuple[AnyStore, FakeClock],
 ) -> None:
     store, clock = clock_store
     await store.create_session(SID, ttl=10)
@@ -621,7 +625,7 @@ async def test_expiry_ends_the_watch_when_the_sweep_removes_the_session(
 
 
 async def test_expiry_then_recreating_the_id_ends_the_watch(
-    clock_store: tuple[SessionStore, FakeClock],
+    clock_store: tuple[AnyStore, FakeClock],
 ) -> None:
     store, clock = clock_store
     await store.create_session(SID, ttl=10)
@@ -633,9 +637,9 @@ async def test_expiry_then_recreating_the_id_ends_the_watch(
     assert [c.kind for c in events] == ["session_closed"]
 
 
-async def test_periodic_sweep_ends_the_watch_of_an_expired_session() -> None:
+async def test_periodic_sweep_ends_the_watch_of_an_expired_session(open_store: OpenStore) -> None:
     clock = FakeClock()
-    async with SessionStore(clock=clock, cleanup_interval=0.01) as store:
+    async with open_store(clock=clock, cleanup_interval=0.01) as store:
         await store.create_session(SID, ttl=10)
         async with store.watch_variables(SID) as changes:
             clock.advance(11)
@@ -643,14 +647,14 @@ async def test_periodic_sweep_ends_the_watch_of_an_expired_session() -> None:
     assert [c.kind for c in events] == ["session_closed"]
 
 
-async def test_leaving_the_block_unsubscribes(store: SessionStore, session_id: str) -> None:
+async def test_leaving_the_block_unsubscribes(store: AnyStore, session_id: str) -> None:
     await store.register_variable(SID, "x", "integer", 0)
     async with store.watch_variables(SID) as one, store.watch_variables(SID) as two:
         await roundtrip(store)
         assert watched(store) == {SID: 2}
     await roundtrip(store)
     assert watched(store) == {}
-    assert store._watchers == {}
+    assert backing(store)._watchers == {}
     with pytest.raises(StopAsyncIteration):
         await anext(one)
     await store.update_variable(SID, "x", 1)
@@ -659,7 +663,7 @@ async def test_leaving_the_block_unsubscribes(store: SessionStore, session_id: s
 
 
 async def test_an_iterator_left_unread_ends_when_the_block_is_left(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await store.register_variable(SID, "x", "integer", 0)
     async with store.watch_variables(SID) as changes:
@@ -735,7 +739,7 @@ async def test_cancelling_a_supervised_store_ends_its_watches_with_store_closed(
 
 
 async def test_cancelled_subscription_leaves_no_subscription_behind(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     async def subscribe() -> None:
         async with store.watch_variables(SID):
@@ -748,10 +752,10 @@ async def test_cancelled_subscription_leaves_no_subscription_behind(
         await task
     await roundtrip(store)
     assert watched(store) == {}
-    assert store._watchers == {}
+    assert backing(store)._watchers == {}
 
 
-async def test_cancelled_consumer_still_unsubscribes(store: SessionStore, session_id: str) -> None:
+async def test_cancelled_consumer_still_unsubscribes(store: AnyStore, session_id: str) -> None:
     entered = asyncio.Event()
 
     async def consume() -> None:
@@ -788,13 +792,13 @@ async def test_unsubscribing_with_a_full_bounded_mailbox_waits_for_room() -> Non
 
 
 async def test_watching_a_missing_session_raises_and_leaves_nothing_behind(
-    store: SessionStore,
+    store: AnyStore,
 ) -> None:
     with pytest.raises(SessionNotFound):
         async with store.watch_variables("nope"):
             pytest.fail("entered a watch of a missing session")
     assert watched(store) == {}
-    assert store._watchers == {}
+    assert backing(store)._watchers == {}
 
 
 @pytest.mark.parametrize(
@@ -813,7 +817,7 @@ async def test_watching_a_missing_session_raises_and_leaves_nothing_behind(
     ],
 )
 async def test_bad_arguments_raise_invalid_argument(
-    store: SessionStore, session_id: str, identifiers: Any, options: dict[str, Any]
+    store: AnyStore, session_id: str, identifiers: Any, options: dict[str, Any]
 ) -> None:
     with pytest.raises(InvalidArgument):
         async with store.watch_variables(SID, identifiers, **options):
@@ -823,11 +827,11 @@ async def test_bad_arguments_raise_invalid_argument(
 
 
 @pytest.mark.parametrize("session", [None, 5, "", "s" * 300, ["s"], {}])
-async def test_bad_session_id_raises_invalid_argument(store: SessionStore, session: Any) -> None:
+async def test_bad_session_id_raises_invalid_argument(store: AnyStore, session: Any) -> None:
     with pytest.raises(InvalidArgument):
         async with store.watch_variables(session):
             pytest.fail("entered a watch with a bad session id")
-    assert store._watchers == {}
+    assert backing(store)._watchers == {}
 
 
 async def test_watching_a_store_that_is_not_running_raises_store_closed() -> None:
@@ -843,7 +847,7 @@ async def test_watching_a_store_that_is_not_running_raises_store_closed() -> Non
 
 
 async def test_a_caller_changing_its_identifier_list_later_changes_nothing(
-    store: SessionStore, session_id: str
+    store: AnyStore, session_id: str
 ) -> None:
     await store.register_variable(SID, "a", "integer", 0)
     await store.register_variable(SID, "b", "integer", 0)
@@ -866,8 +870,8 @@ async def test_a_caller_changing_its_identifier_list_later_changes_nothing(
 # -- BlockingSessionStore.watch_variables: the same watch as a plain iterator ------------------
 
 
-def test_blocking_watch_yields_the_same_events() -> None:
-    with BlockingSessionStore() as store:
+def test_blocking_watch_yields_the_same_events(open_blocking: OpenBlocking) -> None:
+    with open_blocking() as store:
         store.create_session(SID)
         store.register_variable(SID, "x", "integer", 0)
         with store.watch_variables(SID) as changes:
@@ -883,8 +887,10 @@ def test_blocking_watch_yields_the_same_events() -> None:
         ]
 
 
-def test_blocking_watch_waits_for_a_change_from_another_thread() -> None:
-    with BlockingSessionStore() as store:
+def test_blocking_watch_waits_for_a_change_from_another_thread(
+    open_blocking: OpenBlocking,
+) -> None:
+    with open_blocking() as store:
         store.create_session(SID)
         store.register_variable(SID, "x", "integer", 0)
         with store.watch_variables(SID, include_initial=False) as changes:
@@ -897,8 +903,8 @@ def test_blocking_watch_waits_for_a_change_from_another_thread() -> None:
             next(changes)
 
 
-def test_blocking_watch_overflow_and_bad_arguments() -> None:
-    with BlockingSessionStore() as store:
+def test_blocking_watch_overflow_and_bad_arguments(open_blocking: OpenBlocking) -> None:
+    with open_blocking() as store:
         store.create_session(SID)
         store.register_variable(SID, "x", "integer", 0)
         with store.watch_variables(SID, buffer=1, include_initial=False) as changes:
@@ -914,10 +920,12 @@ def test_blocking_watch_overflow_and_bad_arguments() -> None:
             pytest.fail("entered a watch of a missing session")
 
 
-def test_blocking_watch_ends_with_store_closed_when_the_store_stops() -> None:
+def test_blocking_watch_ends_with_store_closed_when_the_store_stops(
+    open_blocking: OpenBlocking,
+) -> None:
+    """Remote kinds: closing the client (``BlockingSessionStore.connect``) ends it so."""
     outcome: list[BaseException] = []
-    store = BlockingSessionStore()
-    with store:
+    with open_blocking() as store:
         store.create_session(SID)
         entered = threading.Event()
 
