@@ -530,7 +530,8 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
             return
         ended: list[Watcher] = []
         for session_id, published in group_by_session(first, changes).items():
-            for watcher in watchers.get(session_id, {}).values():
+            # A copy: a watcher's callbacks may end watches (and so change the table).
+            for watcher in list(watchers.get(session_id, {}).values()):
                 watcher.offer(published)
                 if not watcher.accepting:
                     ended.append(watcher)
