@@ -26,6 +26,7 @@ import pytest
 from sessionactor import (
     AtomicUpdateError,
     BlockingSessionStore,
+    ConstraintViolation,
     InvalidArgument,
     InvalidConstraint,
     InvalidImport,
@@ -584,3 +585,71 @@ def test_describe_costs_what_it_shows_not_what_the_value_holds() -> None:
     assert texts[2].startswith("FrozenMap({'k0': 0, 'k1': 1")
     assert texts[3].startswith("Tensor(shape=(5000000,), data=(0.0, ")
     assert all(len(text) == 80 for text in texts)
+
+
+# --------------------------------------------------------------------------
+# A long list of allowed strings costs a write one lookup, and its message is short
+
+
+ONE_OF = [
+    ("string", "enum", "must be one of: "),
+    ("choice", "choices", "must be one of: "),
+    ("module", "allowed_modules", "must be one of the allowed modules: "),
+]
+
+
+@pytest.mark.parametrize(("type_name", "key", "prefix"), ONE_OF)
+async def test_a_long_list_of_allowed_strings_costs_a_write_one_lookup(
+    default: SessionStore, type_name: str, key: str, prefix: str
+) -> None:
+    """20,000 allowed strings of 5,000 characters that differ only at their end: a scan
+    of the list compares 100,000,000 characters per write, and a message that lists
+    them all is 100 MB, built in the actor for every refused write."""
+    allowed = ["y" * 5_000 + str(i) for i in range(20_000)]
+    await default.register_variable(SID, "one", type_name, allowed[0], constraints={key: allowed})
+    started = time.perf_counter()
+    for _ in range(20):
+        await default.update_variable(SID, "one", "y" * 5_000 + "19999")  # equal, not the same
+    assert time.perf_counter() - started < 0.05
+    started = time.perf_counter()
+    for _ in range(20):
+        with pytest.raises(ConstraintViolation) as refused:
+            await default.update_variable(SID, "one", "y" * 5_000 + "none")
+    assert time.perf_counter() - started < 0.05
+    message = str(refused.value)
+    assert message.startswith(prefix + "y" * 200 + "..., ")
+    assert message.endswith(" more)") and len(message) < 1_000
+    assert (await default.get_variable(SID, "one")).version == 20
+
+
+@pytest.mark.parametrize(("type_name", "key", "prefix"), ONE_OF)
+async def test_a_short_list_of_allowed_strings_is_named_in_full(
+    default: SessionStore, type_name: str, key: str, prefix: str
+) -> None:
+    allowed = [f"value{i}" for i in range(20)]
+    await default.register_variable(SID, "one", type_name, "value0", constraints={key: allowed})
+    with pytest.raises(ConstraintViolation) as refused:
+        await default.update_variable(SID, "one", "other")
+    assert str(refused.value) == prefix + ", ".join(allowed)
+    assert (await default.update_variable(SID, "one", "value19")).value == "value19"
+
+
+async def test_a_string_pattern_is_compiled_once_not_per_write(default: SessionStore) -> None:
+    """More distinct patterns than ``re``'s cache holds (512), each taking about a
+    millisecond to compile: a write that compiled its pattern again would cost that."""
+    count = 520
+    for index in range(count):
+        await default.register_variable(
+            SID,
+            f"p{index}",
+            "string",
+            f"p{index}_" + "a" * 300,
+            constraints={"pattern": f"^p{index}_" + "[a-z]" * 300},
+        )
+    started = time.process_time()
+    for _ in range(3):
+        for index in range(count):
+            await default.update_variable(SID, f"p{index}", f"p{index}_" + "b" * 300)
+    assert time.process_time() - started < 0.8
+    with pytest.raises(ConstraintViolation, match="must match pattern"):
+        await default.update_variable(SID, "p0", "p1_" + "a" * 300)
