@@ -709,7 +709,8 @@ class TypeRegistry:
     def resolve(self, type_name: object) -> TypeSpec:
         """The type for a name or :class:`VariableType` member; else :class:`UnknownType`."""
         if isinstance(type_name, str):
-            spec = self._types.get(str(type_name))
+            # str.__str__, not str(): the text itself, whatever a subclass's __str__ says now.
+            spec = self._types.get(str.__str__(type_name))
             if spec is not None:
                 return spec
         raise UnknownType(type_name)
