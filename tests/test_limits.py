@@ -15,6 +15,7 @@ callers do not notice.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
@@ -466,6 +467,10 @@ async def test_a_huge_argument_is_refused_at_once_and_other_callers_do_not_notic
     before = await default.export_variables(SID)
     prober = Prober(default)
     probing = asyncio.create_task(prober.run())
+    # The collector would walk the caller's own huge list whenever it ran meanwhile:
+    # that cost is the caller's, whatever it calls, so it is kept out of the measure.
+    gc.collect()
+    gc.disable()
     try:
         await prober.more(20)
         coroutine = call(default)  # builds the huge argument (that holds the loop, too)
@@ -477,6 +482,7 @@ async def test_a_huge_argument_is_refused_at_once_and_other_callers_do_not_notic
         refused_in = time.perf_counter() - started
         await prober.more(20)
     finally:
+        gc.enable()
         probing.cancel()
     assert refused_in < 0.1, f"refusing took {refused_in:.3f} s"
     assert prober.longest_gap < 0.25, f"other callers waited {prober.longest_gap:.3f} s"
@@ -603,23 +609,29 @@ async def test_a_long_list_of_allowed_strings_costs_a_write_one_lookup(
     default: SessionStore, type_name: str, key: str, prefix: str
 ) -> None:
     """20,000 allowed strings of 5,000 characters that differ only at their end: a scan
-    of the list compares 100,000,000 characters per write, and a message that lists
-    them all is 100 MB, built in the actor for every refused write."""
+    of the list compares 100,000,000 characters per write (about a millisecond), and a
+    message that lists them all is 100 MB, built in the actor for every refused write
+    (about 0.1 s). Hashed once, a write costs microseconds either way."""
     allowed = ["y" * 5_000 + str(i) for i in range(20_000)]
     await default.register_variable(SID, "one", type_name, allowed[0], constraints={key: allowed})
-    started = time.perf_counter()
-    for _ in range(20):
-        await default.update_variable(SID, "one", "y" * 5_000 + "19999")  # equal, not the same
-    assert time.perf_counter() - started < 0.05
-    started = time.perf_counter()
-    for _ in range(20):
-        with pytest.raises(ConstraintViolation) as refused:
-            await default.update_variable(SID, "one", "y" * 5_000 + "none")
-    assert time.perf_counter() - started < 0.05
+    gc.disable()  # CPU time of the writes themselves, not of a collection of the test's heap
+    try:
+        started = time.process_time()
+        for _ in range(40):
+            await default.update_variable(SID, "one", "y" * 5_000 + "19999")  # equal, not same
+        accepted = time.process_time() - started
+        started = time.process_time()
+        for _ in range(20):
+            with pytest.raises(ConstraintViolation) as refused:
+                await default.update_variable(SID, "one", "y" * 5_000 + "none")
+        refusing = time.process_time() - started
+    finally:
+        gc.enable()
+    assert accepted < 0.02 and refusing < 0.02, (accepted, refusing)
     message = str(refused.value)
     assert message.startswith(prefix + "y" * 200 + "..., ")
     assert message.endswith(" more)") and len(message) < 1_000
-    assert (await default.get_variable(SID, "one")).version == 20
+    assert (await default.get_variable(SID, "one")).version == 40
 
 
 @pytest.mark.parametrize(("type_name", "key", "prefix"), ONE_OF)
@@ -646,10 +658,15 @@ async def test_a_string_pattern_is_compiled_once_not_per_write(default: SessionS
             f"p{index}_" + "a" * 300,
             constraints={"pattern": f"^p{index}_" + "[a-z]" * 300},
         )
-    started = time.process_time()
-    for _ in range(3):
-        for index in range(count):
-            await default.update_variable(SID, f"p{index}", f"p{index}_" + "b" * 300)
-    assert time.process_time() - started < 0.8
+    gc.disable()
+    try:
+        started = time.process_time()
+        for _ in range(3):
+            for index in range(count):
+                await default.update_variable(SID, f"p{index}", f"p{index}_" + "b" * 300)
+        spent = time.process_time() - started
+    finally:
+        gc.enable()
+    assert spent < 0.8  # compiling each pattern again: about 1.5 s
     with pytest.raises(ConstraintViolation, match="must match pattern"):
         await default.update_variable(SID, "p0", "p1_" + "a" * 300)
