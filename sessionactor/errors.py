@@ -82,9 +82,9 @@ def _repr_prefix(value: object, budget: int) -> str:
     shown = type(value).__repr__
     brackets = _SEQUENCE_BRACKETS.get(shown)
     if brackets is not None and value:
-        if shown is tuple.__repr__ and len(value) == 1:  # type: ignore[arg-type]
-            return repr(value)
         opening, closing = brackets
+        if shown is tuple.__repr__ and len(value) == 1:  # type: ignore[arg-type]
+            closing = ",)"
         return _items_prefix(opening, closing, value, budget)  # type: ignore[arg-type]
     if shown is dict.__repr__ and value:
         return _items_prefix("{", "}", value.items(), budget, mapping=True)  # type: ignore[attr-defined]

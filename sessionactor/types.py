@@ -487,9 +487,7 @@ class _OneOfType(_ScalarJSON):
         _string_list_constraint(self.name, constraints, self._key)
 
     def check(self, value: object, constraints: Constraints) -> None:
-        allowed = constraints.get(self._key)
-        if allowed and value not in allowed:  # type: ignore[operator]
-            raise ConstraintViolation(f"{self._message}{_listing(allowed)}", value=value)  # type: ignore[arg-type]
+        self.checker(constraints)(value)
 
     def checker(self, constraints: Constraints) -> Checker:
         """``validate`` and ``check`` in one step, the allowed strings hashed once."""

@@ -670,3 +670,12 @@ async def test_a_string_pattern_is_compiled_once_not_per_write(default: SessionS
     assert spent < 0.8  # compiling each pattern again: about 1.5 s
     with pytest.raises(ConstraintViolation, match="must match pattern"):
         await default.update_variable(SID, "p0", "p1_" + "a" * 300)
+
+
+def test_describe_of_a_one_item_tuple_costs_what_it_shows() -> None:
+    inside = ([0.0] * 5_000_000,)
+    started = time.perf_counter()
+    text = describe(inside)
+    assert time.perf_counter() - started < 0.05
+    assert text.startswith("([0.0, 0.0, ") and len(text) == 80
+    assert describe((1,)) == "(1,)" and describe(((1,),)) == "((1,),)"
