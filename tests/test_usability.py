@@ -393,6 +393,14 @@ async def test_wall_clock_times_advance_between_calls(store: SessionStore) -> No
     assert again.created_at == registered.created_at
 
     await later()
+    batch = await store.update_variables("a", {"y": 1.0})
+    assert batch["y"].updated_at > again.updated_at  # type: ignore[union-attr]
+    await later()
+    imported = [{"id": "var_z_90", "name": "z", "type": "float", "value": 0.0}]
+    await store.import_variables("a", imported)
+    assert (await store.get_variable("a", "z")).created_at > batch["y"].updated_at  # type: ignore[union-attr]
+
+    await later()
     locked = await store.start_optimization("a", "x", "opt")
     assert locked.optimization_started_at is not None
     assert locked.optimization_started_at > again.updated_at
