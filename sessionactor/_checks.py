@@ -64,7 +64,8 @@ def positive_seconds(value: object, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidArgument(f"{what} must be a number of seconds, got {describe(value)}")
     try:
-        seconds = float(value)
+        # The number itself, not what a subclass's __float__ says when the handler runs.
+        seconds = float.__float__(value) if isinstance(value, float) else float(int.__int__(value))
     except OverflowError:  # an int beyond any float: forever, as math.inf
         seconds = math.inf
     if not seconds > 0:  # NaN fails this too

@@ -26,7 +26,7 @@ from typing import Any, Final, Self, TypeVar
 
 import attrs
 
-from .errors import InvalidArgument, SessionStoreError, ValidationError, describe
+from .errors import MAPPING_REPRS, InvalidArgument, SessionStoreError, ValidationError, describe
 
 __all__ = [
     "EMPTY_MAPPING",
@@ -139,6 +139,7 @@ class FrozenMap(Mapping[str, object]):
         return (FrozenMap, (self._data,))
 
 
+MAPPING_REPRS[FrozenMap.__repr__] = "FrozenMap"
 FrozenMapping = FrozenMap
 EMPTY_MAPPING: Final = FrozenMap()
 
@@ -285,7 +286,7 @@ class _Copier:
     def _other_value(self, value: object, depth: int) -> object:
         from .types import Tensor  # types imports this module
 
-        if type(value) is Tensor:
+        if isinstance(value, Tensor):  # a subclass too: the store keeps a plain Tensor
             shape = self.copy(value.shape, depth)
             data = self.copy(value.data, depth)
             return Tensor(shape, data)  # type: ignore[arg-type]
@@ -331,8 +332,12 @@ def copy_value(value: _T, limits: Limits = DEFAULT_LIMITS) -> _T | Refused:
         return value
     if kind is str and len(value) <= limits.max_string_length:  # type: ignore[arg-type]
         return value
+    return _copy_value(value, _Copier(limits, permissive=True))  # type: ignore[return-value]
+
+
+def _copy_value(value: object, copier: _Copier) -> object:
     try:
-        return _Copier(limits, permissive=True).copy(value, 0)  # type: ignore[return-value]
+        return copier.copy(value, 0)
     except _TooMuch as reason:
         return Refused(ValidationError(f"value is too large: {reason}", value=_Opaque(value)))
     except Exception as error:  # not copyable, or an object whose own methods raise
@@ -389,18 +394,41 @@ def copy_program(data: object) -> Owned | Refused:
 def copy_updates(updates: object, limits: Limits = DEFAULT_LIMITS) -> object:
     """A batch of updates: a plain dict of the same keys with each value copied in.
 
+    The batch is one argument: its entries and every item of every value count
+    against ``limits.max_items`` together (``InvalidArgument`` for the batch); a
+    value that alone is too large is refused for its key (``ValidationError``).
     What is not a mapping, or a mapping that fails, is passed on for the handler
     to refuse (it names the fault).
     """
     if not isinstance(updates, Mapping):
         return updates
     try:
-        if len(updates) > limits.max_items:
+        entries = len(updates)
+        if entries > limits.max_items:
             error = InvalidArgument(
-                f"updates hold {len(updates)} entries, more than the limit of {limits.max_items}"
+                f"updates hold {entries} entries, more than the limit of {limits.max_items}"
             )
             return Refused(error)
-        return {key: copy_value(value, limits) for key, value in updates.items()}
+        copied: dict[object, object] = {}
+        total = entries
+        for key, value in updates.items():
+            kind = type(value)
+            if kind is float or kind is int or kind is bool or value is None:
+                copied[key] = value
+                continue
+            copier = _Copier(limits, permissive=True)
+            copied[key] = one = _copy_value(value, copier)
+            if type(one) is Refused:  # refused for its key; it adds nothing to the batch
+                continue
+            total += copier.items
+            if total > limits.max_items:
+                return Refused(
+                    InvalidArgument(
+                        f"updates hold more than {limits.max_items} items in all "
+                        "(entries and the items of their values)"
+                    )
+                )
+        return copied
     except Exception:
         return updates  # a hostile mapping: the handler reports it
 

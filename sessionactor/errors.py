@@ -9,7 +9,9 @@ the offending value.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Any, Final
 
 __all__ = [
     "AtomicUpdateError",
@@ -39,14 +41,97 @@ __all__ = [
 
 
 def describe(value: object, limit: int = 80) -> str:
-    """A short, safe ``repr`` of a caller's value for an error message."""
+    """A short, safe ``repr`` of a caller's value for an error message.
+
+    At most ``limit`` characters, and as costly as those characters, not as the
+    value: an argument refused for its size may hold millions of items, and a
+    full ``repr`` of it would hold the event loop for seconds. Built-in strings,
+    containers, mappings and attrs classes are rendered only as far as the text
+    is shown (the same text as ``repr``, cut); other objects use their own ``repr``.
+    """
     try:
-        text = repr(value)
+        text = _repr_prefix(value, limit + 1)
     except Exception:  # a hostile __repr__ must not turn one error into another
         text = f"<{type(value).__name__} object>"
     if len(text) > limit:
         text = text[: limit - 3] + "..."
     return text
+
+
+_SEQUENCE_BRACKETS: Final[dict[object, tuple[str, str]]] = {
+    list.__repr__: ("[", "]"),
+    tuple.__repr__: ("(", ")"),
+    set.__repr__: ("{", "}"),
+    frozenset.__repr__: ("frozenset({", "})"),
+}
+
+
+MAPPING_REPRS: Final[dict[object, str]] = {MappingProxyType.__repr__: "mappingproxy"}
+"""Mapping types whose ``repr`` is ``Name({...})``, by their ``__repr__``: ``describe``
+shows only the first items of a large one (``_frozen`` adds ``FrozenMap``)."""
+
+
+def _repr_prefix(value: object, budget: int) -> str:
+    """``repr(value)``, or a prefix of it at least ``budget`` characters long, built at a
+    cost that follows ``budget`` (each nesting level spends budget, so even a list that
+    holds itself ends)."""
+    if budget <= 0:
+        return ""
+    if isinstance(value, str | bytes | bytearray) and len(value) > budget:
+        return repr(value[:budget])[:-1]  # the rest, closing quote included, is cut anyway
+    shown = type(value).__repr__
+    brackets = _SEQUENCE_BRACKETS.get(shown)
+    if brackets is not None and value:
+        opening, closing = brackets
+        if shown is tuple.__repr__ and len(value) == 1:  # type: ignore[arg-type]
+            closing = ",)"
+        return _items_prefix(opening, closing, value, budget)  # type: ignore[arg-type]
+    if shown is dict.__repr__ and value:
+        return _items_prefix("{", "}", value.items(), budget, mapping=True)  # type: ignore[attr-defined]
+    name = MAPPING_REPRS.get(shown)
+    if name is not None and isinstance(value, Mapping):
+        return _items_prefix(f"{name}({{", "})", value.items(), budget, mapping=True)
+    code = getattr(shown, "__code__", None)
+    if code is not None and code.co_filename.startswith("<attrs generated"):
+        fields = getattr(type(value), "__attrs_attrs__", ())
+        name = type(value).__qualname__.rsplit(">.", 1)[-1]
+        pairs = ((f"{a.name}=", getattr(value, a.name)) for a in fields if a.repr)
+        return _items_prefix(f"{name}(", ")", pairs, budget, named=True)
+    return repr(value)
+
+
+def _items_prefix(
+    opening: str,
+    closing: str,
+    items: Iterable[Any],
+    budget: int,
+    *,
+    mapping: bool = False,
+    named: bool = False,
+) -> str:
+    parts = [opening]
+    used = len(opening)
+    for index, item in enumerate(items):
+        if used > budget:
+            return "".join(parts)
+        if index:
+            parts.append(", ")
+            used += 2
+        if mapping:
+            key, item = item
+            text = _repr_prefix(key, budget - used)
+            parts.append(text)
+            parts.append(": ")
+            used += len(text) + 2
+        elif named:
+            label, item = item
+            parts.append(label)
+            used += len(label)
+        text = _repr_prefix(item, budget - used)
+        parts.append(text)
+        used += len(text)
+    parts.append(closing)
+    return "".join(parts)
 
 
 class SessionStoreError(Exception):

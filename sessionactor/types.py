@@ -144,8 +144,24 @@ def _as_float(value: object) -> float | None:
         return None
 
 
-def _listing(items: Iterable[object]) -> str:
-    return ", ".join(str(item) for item in items)
+_LISTED: Final = 200  # characters of allowed values that an error message shows
+
+
+def _listing(items: Sequence[object]) -> str:
+    """The allowed values for an error message: all of them, or (a long list, built in
+    the actor on every refused write) as many as fit in ``_LISTED`` characters and a
+    count of the rest."""
+    shown: list[str] = []
+    used = 0
+    for index, item in enumerate(items):
+        if used > _LISTED:
+            return f"{', '.join(shown)}, ... ({len(items) - index} more)"
+        text = str(item)
+        if len(text) > _LISTED:
+            text = text[:_LISTED] + "..."
+        shown.append(text)
+        used += len(text) + 2
+    return ", ".join(shown)
 
 
 def _require_keys(type_name: str, constraints: Constraints, allowed: frozenset[str]) -> None:
@@ -383,25 +399,53 @@ class StringType(_ScalarJSON):
         _string_list_constraint(self.name, constraints, "enum")
 
     def check(self, value: object, constraints: Constraints) -> None:
+        if constraints:
+            _StringRules(constraints).check(value)  # type: ignore[arg-type]
+
+    def checker(self, constraints: Constraints) -> Checker:
+        """``validate`` and ``check`` for these constraints, with the regex compiled and
+        the enumeration hashed once (a write costs one lookup, not a scan of the list)."""
+        validate = self.validate
         if not constraints:
-            return
-        text: str = value  # type: ignore[assignment]
-        low = constraints.get("min_length")
-        if low is not None and len(text) < low:  # type: ignore[operator]
+            return validate
+        check = _StringRules(constraints).check
+
+        def check_value(value: object) -> object:
+            text = validate(value)
+            check(text)
+            return text
+
+        return check_value
+
+
+class _StringRules:
+    """One string variable's constraints, prepared for checking values."""
+
+    __slots__ = ("allowed", "high", "low", "members", "pattern", "regex")
+
+    def __init__(self, constraints: Constraints) -> None:
+        self.low: int | None = constraints.get("min_length")  # type: ignore[assignment]
+        self.high: int | None = constraints.get("max_length")  # type: ignore[assignment]
+        self.pattern: str | None = constraints.get("pattern")  # type: ignore[assignment]
+        self.regex = None if self.pattern is None else re.compile(self.pattern)
+        self.allowed: Sequence[str] | None = constraints.get("enum")  # type: ignore[assignment]
+        self.members = None if self.allowed is None else frozenset(self.allowed)
+
+    def check(self, text: str) -> None:
+        low, high = self.low, self.high
+        if low is not None and len(text) < low:
             raise ConstraintViolation(
                 f"must be at least {low} characters, got {len(text)}", value=text
             )
-        high = constraints.get("max_length")
-        if high is not None and len(text) > high:  # type: ignore[operator]
+        if high is not None and len(text) > high:
             raise ConstraintViolation(
                 f"must be at most {high} characters, got {len(text)}", value=text
             )
-        pattern = constraints.get("pattern")
-        if pattern is not None and re.search(pattern, text) is None:  # type: ignore[call-overload]
-            raise ConstraintViolation(f"must match pattern: {pattern}", value=text)
-        allowed = constraints.get("enum")
-        if allowed is not None and text not in allowed:  # type: ignore[operator]
-            raise ConstraintViolation(f"must be one of: {_listing(allowed)}", value=text)  # type: ignore[arg-type]
+        if self.regex is not None and self.regex.search(text) is None:
+            raise ConstraintViolation(f"must match pattern: {self.pattern}", value=text)
+        if self.members is not None and text not in self.members:
+            allowed: Sequence[str] = self.allowed  # type: ignore[assignment]
+            raise ConstraintViolation(f"must be one of: {_listing(allowed)}", value=text)
 
 
 class BooleanType(_ScalarJSON):
@@ -445,9 +489,24 @@ class _OneOfType(_ScalarJSON):
         _string_list_constraint(self.name, constraints, self._key)
 
     def check(self, value: object, constraints: Constraints) -> None:
-        allowed = constraints.get(self._key)
-        if allowed and value not in allowed:  # type: ignore[operator]
-            raise ConstraintViolation(f"{self._message}{_listing(allowed)}", value=value)  # type: ignore[arg-type]
+        self.checker(constraints)(value)
+
+    def checker(self, constraints: Constraints) -> Checker:
+        """``validate`` and ``check`` in one step, the allowed strings hashed once."""
+        validate = self.validate
+        allowed: Sequence[str] | None = constraints.get(self._key)  # type: ignore[assignment]
+        if not allowed:
+            return validate
+        members = frozenset(allowed)
+        message = self._message
+
+        def check_value(value: object) -> object:
+            text = validate(value)
+            if text not in members:
+                raise ConstraintViolation(f"{message}{_listing(allowed)}", value=text)
+            return text
+
+        return check_value
 
 
 class ChoiceType(_OneOfType):
@@ -650,7 +709,8 @@ class TypeRegistry:
     def resolve(self, type_name: object) -> TypeSpec:
         """The type for a name or :class:`VariableType` member; else :class:`UnknownType`."""
         if isinstance(type_name, str):
-            spec = self._types.get(str(type_name))
+            # str.__str__, not str(): the text itself, whatever a subclass's __str__ says now.
+            spec = self._types.get(str.__str__(type_name))
             if spec is not None:
                 return spec
         raise UnknownType(type_name)
