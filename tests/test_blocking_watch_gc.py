@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import backing
 
 from sessionactor import BlockingSessionStore, SessionStore, VariableChange
 
@@ -73,7 +74,7 @@ def blocking() -> Iterator[BlockingSessionStore]:
 
 def watchers(blocking: BlockingSessionStore) -> tuple[int, int]:
     """(the core's count of watches on the session, the store's live watchers of it)."""
-    store = blocking.store
+    store = backing(blocking)
     return store._state.watched.get(SID, 0), len(store._watchers.get(SID, {}))
 
 

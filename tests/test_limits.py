@@ -23,6 +23,7 @@ from typing import Any
 
 import anyio
 import pytest
+from conftest import backing
 
 from sessionactor import (
     AtomicUpdateError,
@@ -525,7 +526,7 @@ def blocking_small() -> Iterator[BlockingSessionStore]:
 def test_a_blocking_store_applies_its_custom_limits(
     blocking_small: BlockingSessionStore,
 ) -> None:
-    assert blocking_small.store.limits == SMALL
+    assert backing(blocking_small).limits == SMALL
     with pytest.raises(ValidationError, match="more than 6 items"):
         blocking_small.update_variable(SID, "x", [0] * 7)
     with pytest.raises(InvalidArgument, match="more than 5 characters"):
