@@ -14,7 +14,6 @@ import itertools
 import logging
 import math
 import os
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from types import TracebackType
@@ -58,7 +57,8 @@ _SYNCHRONOUS: Final = ("full", "normal", "off")
 _TOUCH_INTERVAL: Final = 60.0  # seconds, when there is no periodic sweep
 _Future: Final = asyncio.Future
 _monotonic: Final = time.monotonic
-_thread_id: Final = threading.get_ident
+# The loop running in this thread, or None: a C call, as cheap as reading the thread id.
+_running_loop: Final = asyncio.events._get_running_loop
 
 
 def _put_nowhere(envelope: object) -> None:
@@ -234,7 +234,7 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._open = False  # calls are taken
-        self._loop_thread: int | None = None  # the thread running the loop, while open
+        self._home: asyncio.AbstractEventLoop | None = None  # the loop it runs in, while open
         self._put: Callable[[Any], None] = _put_nowhere
         self._closed_reason = _NOT_STARTED
         # Watch: live watchers by session id, then by token.
@@ -271,7 +271,7 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
 
             database.start(on_commit)
         self._put = actor.mailbox.put_nowait
-        self._loop_thread = _thread_id()
+        self._home = loop
         self._open = True
         return actor
 
@@ -352,7 +352,7 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
 
     def _close_calls(self) -> None:
         self._open = False
-        self._loop_thread = None
+        self._home = None
         self._closed_reason = _STOPPED
         if self._actor is not None and self._actor.failure is not None:
             self._closed_reason = f"the session store stopped: {self._actor.failure}"
@@ -439,10 +439,11 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
     # -- the call path -------------------------------------------------------------
 
     def _call(self, command: m.Command[R]) -> Awaitable[R]:
-        # One test covers both "running?" and "on the store's own loop?": the thread
-        # that runs the loop is recorded at start and forgotten at stop.
-        if _thread_id() != self._loop_thread:
-            self._refuse(command)
+        # One test covers both "running?" and "from the store's own loop?": the loop
+        # it runs in is recorded at start and forgotten at stop. (Another thread, or
+        # another loop in this thread, is not the store's loop.)
+        if _running_loop() is not self._home:
+            self._refuse(command.operation)
         if command.special:
             return self._special_call(command)
         future: asyncio.Future[R] = _Future(loop=self._loop)
@@ -475,17 +476,19 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
         send it. Nothing is sent if the caller gives up or the store stops meanwhile."""
         setattr(command, cast(str, command.checks), await pending.run())
         if not self._open:
-            self._refuse(command)
+            self._refuse(command.operation)
         return await self._special_call(command)
 
-    def _refuse(self, command: m.AnyCommand) -> NoReturn:
+    def _refuse(self, operation: str) -> NoReturn:
+        """A call the store cannot take: it is not running, or the caller is not in the
+        event loop it runs in."""
         if not self._open:
             failure = None if self._actor is None else self._actor.failure
             if failure is not None:
                 raise PersistenceError(str(failure), failure.path)
             raise StoreClosed(self._closed_reason)
         raise RuntimeError(
-            f"{command.operation}() was called outside the event loop the store runs in; "
+            f"{operation}() was called outside the event loop the store runs in; "
             "nothing was sent. From another thread (with or without its own event loop) "
             "use BlockingSessionStore.wrap(store, loop), or run the store where you call it"
         )
@@ -590,9 +593,9 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
     def _read_now(self, command: m.Command[R]) -> R:
         if not self._open:
             raise StoreClosed(self._closed_reason)
-        if _thread_id() != self._loop_thread:
+        if _running_loop() is not self._home:
             raise RuntimeError(
-                f"{command.operation}_nowait must be called on the store's own event loop"
+                f"{command.operation}_nowait must be called in the store's own event loop"
             )
         return cast(R, self._state.handle(command))
 
@@ -635,8 +638,8 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
             raise InvalidArgument(
                 f"include_initial must be a bool, got {describe(include_initial)}"
             )
-        if not self._open:
-            raise StoreClosed(self._closed_reason)
+        if _running_loop() is not self._home:  # before anything is registered
+            self._refuse("watch_variables")
         if isinstance(identifiers, list | set):
             identifiers = tuple(identifiers)  # the caller may change theirs later
         token = next(self._watch_tokens)

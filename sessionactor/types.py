@@ -14,6 +14,7 @@ sessionactor.errors.ConstraintViolation: value 1.5 is above maximum 1.0
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import numbers
 import re
@@ -22,6 +23,7 @@ from types import MappingProxyType
 from typing import Final, Protocol, runtime_checkable
 
 import attrs
+import re2
 
 from ._frozen import (
     EMPTY_MAPPING,
@@ -361,6 +363,113 @@ def _bounds_from_json(constraints: Constraints) -> Constraints:
     return decoded
 
 
+_RE2_OPTIONS: Final = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is the caller's error, not a log line
+_RE2_OPTIONS.max_mem = 8 << 20  # bytes a compiled pattern may take (RE2's default)
+
+
+class LinearRegex:
+    """A ``pattern`` constraint, matched in time linear in the value's length.
+
+    Python's ``re`` backtracks: ``^(a+)+$`` against 40 a's and a b takes hours,
+    and it cannot be interrupted, so one write would hold the actor. The
+    patterns are RE2 expressions (google-re2), which match in linear time:
+    Python's syntax without backreferences and lookaround, where ``\\d``,
+    ``\\w``, ``\\s`` and ``\\b`` are ASCII (``\\p{L}``, ``\\p{Nd}`` name Unicode
+    classes). A value holding a lone surrogate (which UTF-8 cannot encode) is
+    matched with each such character read as U+FFFD.
+    """
+
+    __slots__ = ("_search",)
+
+    def __init__(self, pattern: str) -> None:
+        try:  # what Python would refuse is refused, with Python's reason
+            re.compile(pattern)
+        except (re.error, OverflowError, RecursionError, ValueError) as error:
+            raise InvalidConstraint(
+                f"constraint pattern {describe(pattern)} is not a valid regex: {error}"
+            ) from None
+        if _has_lone_surrogate(pattern):
+            raise InvalidConstraint(
+                f"constraint pattern {describe(pattern)} holds a lone surrogate, "
+                "which no pattern can match"
+            )
+        try:
+            self._search = re2.compile(_as_re2(pattern), _RE2_OPTIONS).search
+        except re2.error as error:
+            reason = error.args[0] if error.args else error
+            if isinstance(reason, bytes):
+                reason = reason.decode("utf-8", "replace")
+            raise InvalidConstraint(
+                f"constraint pattern {describe(pattern)} cannot be matched in linear "
+                f"time (no backreferences or lookaround): {reason}"
+            ) from None
+
+    def search(self, text: str) -> bool:
+        """Whether the pattern occurs anywhere in ``text``."""
+        try:
+            return self._search(text) is not None
+        except UnicodeEncodeError:  # a lone surrogate: read as U+FFFD
+            readable = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+            return self._search(readable) is not None
+
+
+def _as_re2(pattern: str) -> str:
+    """``pattern`` (which Python's ``re`` accepts) in RE2's spelling where the two read
+    the same text differently: Python's end anchor ``\\Z`` is RE2's ``\\z``, Python's
+    ``$`` (without MULTILINE) also matches before a final newline, and Python reads
+    ``{,n}`` as ``{0,n}`` where RE2 would take it literally."""
+    multiline = re.compile(pattern).flags & re.MULTILINE
+    if "\\Z" not in pattern and "{," not in pattern and ("$" not in pattern or multiline):
+        return pattern
+    out: list[str] = []
+    index, length = 0, len(pattern)
+    class_start = -1  # where the character class we are in began, if we are in one
+    while index < length:
+        char = pattern[index]
+        if char == "\\" and index + 1 < length:
+            escaped = pattern[index + 1]
+            out.append("\\z" if escaped == "Z" and class_start < 0 else char + escaped)
+            index += 2
+            continue
+        if class_start >= 0:  # inside [...]: "]" ends it unless it comes first
+            first = index == class_start + 1 or (
+                index == class_start + 2 and pattern[class_start + 1] == "^"
+            )
+            if char == "]" and not first:
+                class_start = -1
+        elif char == "[":
+            class_start = index
+        elif char == "$" and not multiline:  # Python's $ also matches before a final newline
+            out.append("(?:\n?\\z)")
+            index += 1
+            continue
+        elif char == "{" and pattern.startswith("{,", index):
+            closing = pattern.find("}", index)
+            if closing > index + 2 and pattern[index + 2 : closing].isdigit():
+                out.append("{0," + pattern[index + 2 : closing + 1])
+                index = closing + 1
+                continue
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+@functools.lru_cache(maxsize=1024)
+def linear_regex(pattern: str) -> LinearRegex:
+    """The compiled pattern (one per distinct text); ``InvalidConstraint`` if RE2
+    cannot take it."""
+    return LinearRegex(pattern)
+
+
 class StringType(_ScalarJSON):
     """Text, with optional length bounds, a regex (searched) and an enumeration."""
 
@@ -390,12 +499,7 @@ class StringType(_ScalarJSON):
                 raise InvalidConstraint(
                     f"constraint pattern must be a string, got {describe(pattern)}"
                 )
-            try:
-                re.compile(pattern)
-            except (re.error, OverflowError, RecursionError, ValueError) as error:
-                raise InvalidConstraint(
-                    f"constraint pattern {describe(pattern)} is not a valid regex: {error}"
-                ) from None
+            linear_regex(str.__str__(pattern))
         _string_list_constraint(self.name, constraints, "enum")
 
     def check(self, value: object, constraints: Constraints) -> None:
@@ -427,7 +531,7 @@ class _StringRules:
         self.low: int | None = constraints.get("min_length")  # type: ignore[assignment]
         self.high: int | None = constraints.get("max_length")  # type: ignore[assignment]
         self.pattern: str | None = constraints.get("pattern")  # type: ignore[assignment]
-        self.regex = None if self.pattern is None else re.compile(self.pattern)
+        self.regex = None if self.pattern is None else linear_regex(self.pattern)
         self.allowed: Sequence[str] | None = constraints.get("enum")  # type: ignore[assignment]
         self.members = None if self.allowed is None else frozenset(self.allowed)
 
@@ -441,7 +545,7 @@ class _StringRules:
             raise ConstraintViolation(
                 f"must be at most {high} characters, got {len(text)}", value=text
             )
-        if self.regex is not None and self.regex.search(text) is None:
+        if self.regex is not None and not self.regex.search(text):
             raise ConstraintViolation(f"must match pattern: {self.pattern}", value=text)
         if self.members is not None and text not in self.members:
             allowed: Sequence[str] = self.allowed  # type: ignore[assignment]

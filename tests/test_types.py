@@ -16,6 +16,9 @@ import enum
 import json
 import math
 import re
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from fractions import Fraction
@@ -23,7 +26,7 @@ from types import MappingProxyType
 from typing import cast
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sessionactor.errors import (
@@ -1237,6 +1240,75 @@ def test_string_pattern_is_searched(text: str, data: st.DataObject) -> None:
     assert str(info.value) == f"must match pattern: {impossible}"
 
 
+# Patterns from a grammar both engines take, over a small alphabet, so that texts hit
+# the edges (empty, newlines at the end, repeats).
+_ATOMS = st.sampled_from(["a", "b", ".", "[ab]", "[^a]", "\\n", "[{,1}]", "\\$", "\\{"])
+_PATTERNS = st.recursive(
+    _ATOMS,
+    lambda inner: st.one_of(
+        st.tuples(
+            inner.map(lambda p: f"(?:{p})"),
+            st.sampled_from(["*", "+", "?", "{2}", "{1,2}", "{,2}", "*?"]),
+        ).map("".join),
+        st.lists(inner, min_size=2, max_size=3).map("".join),
+        st.lists(inner, min_size=2, max_size=3).map("|".join),
+        inner.map(lambda p: f"({p})"),
+        inner.map(lambda p: f"(?:{p})"),
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=300)
+@given(
+    st.sampled_from(["", "^"]),
+    _PATTERNS,
+    st.sampled_from(["", "$", "\\Z", "(?m)$"]),
+    st.text(alphabet="ab\n{,1}$", max_size=8),
+    st.sampled_from(["", "\n"]),
+)
+@example("", "a", "$", "a", "\n")  # Python's $ before a final newline
+@example("^", "a{,2}", "\\Z", "aa", "")
+@example("", "[{,1}]", "", "{", "")
+def test_a_pattern_matches_what_pythons_re_matches(
+    start: str, body: str, end: str, text: str, final: str
+) -> None:
+    """Patterns run on a linear-time engine (RE2) but mean what they mean to Python's
+    ``re``: anchors, ``{,n}``, ``$`` before a final newline, classes, laziness."""
+    text += final
+    pattern = start + body + end if not end.startswith("(?m)") else "(?m)" + start + body + "$"
+    expected = re.search(pattern, text) is not None
+    assert returns_or_violation(STRING.check, text, {"pattern": pattern}) is expected, pattern
+
+
+def returns_or_violation(check: Callable[..., object], value: object, constraints: object) -> bool:
+    try:
+        check(value, constraints)
+    except ConstraintViolation:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["(a)\\1", "a(?=b)", "(?<!a)b", "(?P<x>a)(?P=x)"],
+    ids=["backreference", "lookahead", "lookbehind", "named-backreference"],
+)
+def test_a_pattern_that_cannot_run_in_linear_time_is_refused(pattern: str) -> None:
+    re.compile(pattern)  # Python takes it, but would backtrack to run it
+    with pytest.raises(InvalidConstraint, match="linear time"):
+        STRING.validate_constraints({"pattern": pattern})
+
+
+def test_a_hostile_pattern_takes_linear_time() -> None:
+    """The classic catastrophic pattern: hours in Python's re, nothing here."""
+    for pattern, text in [("^(a+)+$", "a" * 40 + "b"), ("^.*a.*a.*a.*b", "a" * 20_000)]:
+        started = time.process_time()
+        with pytest.raises(ConstraintViolation):
+            STRING.check(text, {"pattern": pattern})
+        assert time.process_time() - started < 1.0
+
+
 @given(
     st.sampled_from([(CHOICE, "choices", "must be one of: "), (STRING, "enum", "must be one of: ")])
     | st.just((MODULE, "allowed_modules", "must be one of the allowed modules: ")),
@@ -1357,3 +1429,53 @@ def test_constraint_violation_is_a_validation_error() -> None:
     assert issubclass(ConstraintViolation, ValidationError)
     assert not issubclass(ValidationError, ConstraintViolation)
     assert not issubclass(InvalidConstraint, ValidationError)
+
+
+def test_a_string_pattern_cannot_hold_the_actor() -> None:
+    """A ``pattern`` constraint is a caller's regex run in the actor on every write.
+    With backtracking, ``^(a+)+$`` against 40 a's and a b takes hours and ``a*b``
+    against 1,000,000 a's (a value within the limits) minutes; each hostile pattern
+    must be refused when registered (``InvalidConstraint``) or a write against it be
+    answered within a second. Run in a subprocess killed after 5 s, since a
+    backtracking regex cannot be interrupted."""
+    script = """
+import asyncio, time
+from sessionactor import ConstraintViolation, InvalidConstraint, SessionStore
+
+CASES = [
+    ("^(a+)+$", "a", "a" * 40 + "b"),
+    ("(x+x+)+y", "xxy", "x" * 40),
+    ("a*b", "b", "a" * 1_000_000),
+    ("^.*a.*a.*a.*b", "aaab", "a" * 20_000),
+]
+
+async def main():
+    worst = 0.0
+    async with SessionStore(call_timeout=None) as store:
+        await store.create_session("s")
+        for index, (pattern, good, hostile) in enumerate(CASES):
+            name = f"v{index}"
+            try:
+                await store.register_variable(
+                    "s", name, "string", good, constraints={"pattern": pattern}
+                )
+            except InvalidConstraint:
+                continue
+            started = time.perf_counter()
+            try:
+                await store.update_variable("s", name, hostile)
+            except ConstraintViolation:
+                pass
+            worst = max(worst, time.perf_counter() - started)
+    print(worst)
+
+asyncio.run(main())
+"""
+    try:
+        finished = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=5.0
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("a write against a hostile pattern held the actor for more than 5 s")
+    assert finished.returncode == 0, finished.stderr
+    assert float(finished.stdout) < 1.0, f"a write took {float(finished.stdout):.2f} s"
