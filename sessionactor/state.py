@@ -532,6 +532,7 @@ class StoreState:
                 self._stale_entries += 1
             record.heap_deadline = record.expires_at
             heapq.heappush(self._deadlines, (record.expires_at, next(self._heap_seq), record))
+            self._compact_if_stale()
 
     def _snapshot(self, record: _SessionRecord) -> Session:
         return Session(
@@ -611,6 +612,16 @@ class StoreState:
         record.names = {}
         record.leases = {}
         record.snapshot = None
+        record.metadata = EMPTY_MAPPING
+        record.last_worker_id = None
+
+    def _compact_if_stale(self) -> None:
+        """Rebuild the deadline heap once stale entries outnumber live sessions (plus a
+        margin), wherever entries go stale: with no sweep (``cleanup_interval=None``)
+        sessions created and deleted would otherwise leave entries without bound.
+        Not called while a sweep removes sessions (it walks its list of them)."""
+        if self._stale_entries > len(self._sessions) + 1024:
+            self._compact_deadlines()
 
     def sweep(self, *, count_run: bool = True) -> int:
         """Remove every expired session and global program; return the sessions removed."""
@@ -622,8 +633,7 @@ class StoreState:
                 self._remove_session(record, "expired")
                 removed += 1
         self._sweep_programs(now)
-        if self._stale_entries > len(self._sessions) + 1024:
-            self._compact_deadlines()
+        self._compact_if_stale()
         if count_run:
             self.cleanup_runs += 1
         return removed
@@ -634,10 +644,11 @@ class StoreState:
         A session touched since its entry was pushed is due again later: it gets a
         new entry. So the work follows what came due, not how many sessions live.
         """
-        heap, now = self._deadlines, self._now
+        now = self._now
         expired: list[_SessionRecord] = []
-        while heap and heap[0][0] <= now:
-            deadline, _, record = heapq.heappop(heap)
+        # Read the heap anew each time: rescheduling may compact it into a new list.
+        while self._deadlines and self._deadlines[0][0] <= now:
+            deadline, _, record = heapq.heappop(self._deadlines)
             if self._sessions.get(record.id) is not record or deadline != record.heap_deadline:
                 self._stale_entries -= 1  # an entry left behind by a touch or a removal
                 continue
@@ -723,6 +734,7 @@ class StoreState:
         record = self._sessions.get(session_id)
         if record is not None:
             self._remove_session(record, "deleted" if record.expires_at > self._now else "expired")
+            self._compact_if_stale()
 
     def _session_exists(self, command: SessionExists) -> bool:
         session_id = check_id(command.session_id, "session id")

