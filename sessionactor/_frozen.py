@@ -29,6 +29,7 @@ import attrs
 from .errors import MAPPING_REPRS, InvalidArgument, SessionStoreError, ValidationError, describe
 
 __all__ = [
+    "exact_key",
     "EMPTY_MAPPING",
     "MAX_INT_BITS",
     "FrozenMap",
@@ -431,6 +432,26 @@ def copy_updates(updates: object, limits: Limits = DEFAULT_LIMITS) -> object:
         return copied
     except Exception:
         return updates  # a hostile mapping: the handler reports it
+
+
+def exact_key(value: object) -> object:
+    """A hashable key equal for two frozen values exactly when they are the same data:
+    ``1``, ``1.0`` and ``True`` differ, so do ``0.0`` and ``-0.0``, a tuple and a
+    mapping; a mapping's order counts (it is what its owner gets back).
+
+    Unlike ``repr`` it costs what the value holds, not the length of its text: a
+    string is hashed once (``str`` caches its hash) and compared by memory.
+    """
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None or kind is bytes:
+        return (kind, value)
+    if kind is float:
+        return (float, value, math.copysign(1.0, value))  # type: ignore[arg-type]
+    if kind is tuple or kind is list:
+        return (tuple, tuple(exact_key(item) for item in value))  # type: ignore[attr-defined]
+    if isinstance(value, Mapping):
+        return (Mapping, tuple((exact_key(k), exact_key(v)) for k, v in value.items()))
+    return (kind, repr(value))  # anything else: its text (not JSON-like data)
 
 
 def freeze(value: object, _depth: int = 0) -> object:

@@ -31,6 +31,7 @@ from ._frozen import (
     copy_mapping,
     copy_value,
     decode_float,
+    exact_key,
     freeze,
     thaw,
 )
@@ -183,7 +184,7 @@ def entries_steps(
     rejections: list[Rejection] = []
     ids: set[str] = set()
     names: set[str] = set()
-    compiled: dict[tuple[str, str], CompiledConstraints] = {}
+    compiled: dict[tuple[str, object], CompiledConstraints] = {}
     type_counts: dict[str, int] = {}
     max_id_number = 0
     for index, entry in enumerate(entries):
@@ -214,13 +215,13 @@ def _constraints(
     spec: TypeSpec,
     raw: object,
     types: TypeRegistry,
-    compiled: dict[tuple[str, str], CompiledConstraints],
+    compiled: dict[tuple[str, object], CompiledConstraints],
 ) -> CompiledConstraints:
     """The entry's constraints compiled, once per distinct constraints in one import
-    (repr() of frozen JSON-like data is exact: it tells 1 from 1.0 and True)."""
+    (the key is exact: it tells 1 from 1.0 and True, see exact_key)."""
     if raw is not None and type(raw) is not FrozenMap:
         return types.constraints_from_json(spec, raw)  # refused, naming it
-    key = (spec.name, repr(raw))
+    key = (spec.name, exact_key(raw))
     found = compiled.get(key)
     if found is None:
         compiled[key] = found = types.constraints_from_json(spec, raw)
@@ -233,7 +234,7 @@ def _check_entry(
     wall: float,
     limits: Limits,
     rejections: list[Rejection],
-    compiled: dict[tuple[str, str], CompiledConstraints],
+    compiled: dict[tuple[str, object], CompiledConstraints],
 ) -> Variable:
     if not isinstance(entry, Mapping):
         raise InvalidArgument(f"entry must be a mapping, got {describe(entry)}")

@@ -42,7 +42,7 @@ from ._checks import (
     check_ttl,
     check_version,
 )
-from ._frozen import EMPTY_MAPPING, FrozenMap, Owned, Refused
+from ._frozen import EMPTY_MAPPING, FrozenMap, Owned, Refused, exact_key
 from ._glob import Glob, compile_glob
 from ._imports import CheckedImport, CheckedStore, check_entries, check_store
 from ._journal import (
@@ -399,7 +399,7 @@ class StoreState:
         self._stale_entries = 0
         # One compiled copy of each distinct constraint spec, shared by the variables
         # that use it; an entry goes when its last variable does.
-        self._constraints: weakref.WeakValueDictionary[tuple[str, str], CompiledConstraints] = (
+        self._constraints: weakref.WeakValueDictionary[tuple[str, object], CompiledConstraints] = (
             weakref.WeakValueDictionary()
         )
         # Expired sessions get_stats noticed (off the heap), for the sweep to remove.
@@ -936,8 +936,8 @@ class StoreState:
         return self._intern(compiled)
 
     def _intern(self, compiled: CompiledConstraints) -> CompiledConstraints:
-        # repr() of frozen JSON-like data is exact: it tells 1 from 1.0 and 0.0 from -0.0.
-        key = (compiled.type_name, repr(compiled))
+        # Exact: it tells 1 from 1.0 and 0.0 from -0.0 (see exact_key).
+        key = (compiled.type_name, exact_key(compiled))
         shared = self._constraints.get(key)
         if shared is None:
             self._constraints[key] = shared = compiled
@@ -1606,7 +1606,7 @@ class StoreState:
             constraints = found[1]
         else:
             spec = self.types.resolve(variable.type)
-            interned = self._constraints.get((spec.name, repr(loaded_constraints)))
+            interned = self._constraints.get((spec.name, exact_key(loaded_constraints)))
             if interned is None:
                 interned = self._intern(self.types.constraints(spec, loaded_constraints))
             constraints = interned

