@@ -43,6 +43,7 @@ from ._frozen import (
     copy_identifiers,
     copy_mapping,
     copy_program,
+    copy_text,
     copy_updates,
     copy_value,
 )
@@ -335,7 +336,7 @@ class StoreCalls:
             copy_value(initial_value, limits),
             copy_mapping(constraints, limits, error=InvalidConstraint, what="constraints"),
             copy_mapping(metadata, limits),
-            description,
+            copy_text(description, limits, "description"),
             exist_ok,
         )
 

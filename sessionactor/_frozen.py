@@ -39,6 +39,7 @@ import attrs
 from .errors import MAPPING_REPRS, InvalidArgument, SessionStoreError, ValidationError, describe
 
 __all__ = [
+    "copy_text",
     "copy_identifiers",
     "exact_key",
     "EMPTY_MAPPING",
@@ -366,6 +367,20 @@ class _Opaque:
 
     def __repr__(self) -> str:
         return self.text
+
+
+def copy_text(value: object, limits: Limits, what: str) -> object:
+    """A ``str`` argument measured against ``max_string_length`` when the call is made:
+    a longer one becomes a :class:`Refused` with ``InvalidArgument``. Anything else is
+    passed on for the handler to check."""
+    if isinstance(value, str) and len(value) > limits.max_string_length:
+        return Refused(
+            InvalidArgument(
+                f"{what} {describe(value)} is too large: a string of more than "
+                f"{limits.max_string_length} characters"
+            )
+        )
+    return value
 
 
 def copy_identifiers(items: object, limits: Limits = DEFAULT_LIMITS) -> object:

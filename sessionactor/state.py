@@ -42,7 +42,7 @@ from ._checks import (
     check_ttl,
     check_version,
 )
-from ._frozen import EMPTY_MAPPING, FrozenMap, Owned, Refused, exact_key
+from ._frozen import DEFAULT_LIMITS, EMPTY_MAPPING, FrozenMap, Limits, Owned, Refused, exact_key
 from ._glob import Glob, compile_glob
 from ._imports import CheckedImport, CheckedStore, check_entries, check_store
 from ._journal import (
@@ -243,6 +243,10 @@ class UpdateMetadata(FrozenMap):
 # Records: the actor's own mutable rows. Never handed out.
 
 
+_STORE_METADATA_KEYS: Final = ("source", "created_by", "updated_at", "description")
+"""Metadata entries the store writes itself: not counted against the caller's limit."""
+
+
 @attrs.define(slots=True, eq=False, weakref_slot=False)
 class _SessionRecord:
     id: str
@@ -373,8 +377,10 @@ class StoreState:
         clock: Callable[[], float] = time.monotonic,
         types: TypeRegistry | None = None,
         wall_clock: Callable[[], float] = time.time,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self._default_ttl = check_ttl(default_ttl)
+        self._limits = limits  # also bounds what merges of metadata add up to
         if max_sessions is not None and (type(max_sessions) is not int or max_sessions < 1):
             raise InvalidArgument(
                 f"max_sessions must be a positive int, got {describe(max_sessions)}"
@@ -724,7 +730,9 @@ class StoreState:
         if ttl is not None:
             record.ttl = ttl
         if metadata:
-            record.metadata = FrozenMap({**record.metadata, **metadata})
+            merged = {**record.metadata, **metadata}
+            self._check_merged(merged, "session metadata")
+            record.metadata = FrozenMap(merged)
         self._touch(record)
         self._schedule(record)
         if self.journal is not None:
@@ -945,6 +953,18 @@ class StoreState:
             self._constraints[key] = shared = compiled
         return shared
 
+    def _check_merged(self, merged: Mapping[str, object], what: str) -> None:
+        """Each call's metadata is measured when the call is made; merges add up, so
+        their result is bounded too (every later merge copies all of it). The store's
+        own entries (``source``, ``created_by``, ``updated_at``, ``description``) are not
+        counted."""
+        own = sum(1 for key in _STORE_METADATA_KEYS if key in merged)
+        if len(merged) - own > self._limits.max_items:
+            raise InvalidArgument(
+                f"{what} would hold {len(merged) - own} entries, more than the limit of "
+                f"{self._limits.max_items}; nothing changed"
+            )
+
     def _check_unlocked(self, variable: Variable, optimizer_id: object) -> None:
         holder = variable.optimizer_id
         if holder is not None and optimizer_id != holder:
@@ -961,6 +981,7 @@ class StoreState:
     ) -> Variable:
         if caller_metadata is not EMPTY_MAPPING:  # (a FrozenMap's len() is a Python call)
             base: Mapping[str, object] = {**variable.metadata, **caller_metadata}
+            self._check_merged(base, "variable metadata")
             metadata = UpdateMetadata.build(base, caller_metadata.get("source", "python"), wall)
         else:
             # Variables registered alike share their base metadata, and updates in one
@@ -986,6 +1007,8 @@ class StoreState:
         constraints = self._compile_constraints(spec, command.constraints)
         caller_metadata = check_metadata(command.metadata)
         description = command.description
+        if type(description) is Refused:
+            raise description.error
         if description is not None and type(description) is not str:
             raise InvalidArgument(f"description must be a str, got {describe(description)}")
         value = self._validate_value(constraints, command.initial_value, "register")

@@ -198,6 +198,7 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
             global_program_ttl=global_program_ttl,
             clock=clock or time.monotonic,
             types=self._types,
+            limits=self._limits,
             # A clock that also tells wall-clock time (a FakeClock) drives timestamps too.
             wall_clock=getattr(clock, "wall", None) or time.time,
         )

@@ -223,3 +223,73 @@ async def test_the_advice_works_blocking_session_store_wrap_from_that_thread(
         version = await anyio.to_thread.run_sync(foreign)
     assert version == 1
     assert await running.get_variable_value(SID, "x") == 7
+
+
+def test_a_call_from_another_loop_in_the_same_thread_is_refused_and_not_applied() -> None:
+    """A second loop in the store's own thread (a pytest-asyncio fixture of another
+    loop scope, ``asyncio.run`` after ``loop.run_until_complete``) is not the store's
+    loop either: its call is refused, not queued and later applied."""
+    store = SessionStore()
+    home = asyncio.new_event_loop()
+
+    async def start() -> None:
+        await store.__aenter__()
+        await store.create_session(SID)
+        await store.register_variable(SID, "x", "integer", 0)
+
+    async def call_from_another_loop() -> BaseException | None:
+        try:
+            await store.update_variable(SID, "x", 5)
+        except BaseException as error:
+            return error
+        return None
+
+    try:
+        home.run_until_complete(asyncio.wait_for(start(), PROMPT))
+        error = asyncio.run(asyncio.wait_for(call_from_another_loop(), PROMPT))
+        assert mailbox_of(store) == [], "the call from another loop was queued"
+        assert isinstance(error, RuntimeError)
+        assert "BlockingSessionStore" in str(error), error
+        value = home.run_until_complete(
+            asyncio.wait_for(store.get_variable_value(SID, "x"), PROMPT)
+        )
+        assert value == 0, "the call from another loop was applied"
+    finally:
+        home.run_until_complete(store.aclose())
+        home.close()
+
+
+@pytest.mark.parametrize("form", ["watch_variables", "mirror"])
+async def test_a_watch_from_another_thread_is_refused_without_touching_the_store(
+    form: str,
+) -> None:
+    """A watch from another thread is refused before anything is registered: the
+    refusal must not change the store's watcher table or put an unwatch into the
+    mailbox from that thread (neither is thread-safe)."""
+    async with SessionStore() as store:
+        await store.create_session(SID)
+        outcome: list[BaseException] = []
+
+        async def watch() -> None:
+            try:
+                if form == "mirror":
+                    async with store.mirror(SID):
+                        pass
+                else:
+                    async with store.watch_variables(SID):
+                        pass
+            except BaseException as error:
+                outcome.append(error)
+
+        thread = threading.Thread(target=asyncio.run, args=(watch(),))
+        thread.start()
+        thread.join(PROMPT)  # holds the store's loop: nothing queued can be handled
+        assert not thread.is_alive()
+        assert isinstance(outcome[0], RuntimeError)
+        assert "BlockingSessionStore" in str(outcome[0])
+        assert mailbox_of(store) == [], (
+            "the refused watch queued an unwatch from the foreign thread"
+        )
+        assert store._watchers == {}
+        with anyio.fail_after(PROMPT):
+            await store.get_stats()

@@ -737,3 +737,34 @@ async def test_identifiers_are_read_in_the_callers_task_not_the_actors() -> None
             pass
         assert len(readers) == 2
         assert store._task not in readers, "the actor ran the caller's generator"
+
+
+async def test_a_description_is_measured_like_every_string() -> None:
+    """A description is measured against ``max_string_length`` when the call is made."""
+    async with SessionStore(limits=SMALL) as store:
+        await store.create_session(SID)
+        with pytest.raises(InvalidArgument, match="more than 5 characters"):
+            await store.register_variable(SID, "x", "integer", 0, description="x" * 6)
+        assert not await store.has_variable(SID, "x")
+
+
+@pytest.mark.parametrize("target", ["session", "variable"])
+async def test_merged_metadata_stays_within_the_limits(target: str) -> None:
+    """Each call's metadata is measured, but merges add up: calls of ``max_items`` new
+    keys each would grow one session's (or variable's) metadata without end, and every
+    later merge copy all of it in the actor. A merge whose result holds more than
+    ``max_items`` entries is refused (``InvalidArgument``, nothing changed)."""
+    async with SessionStore(limits=Limits(max_items=10)) as store:
+        await store.create_session(SID)
+        await store.register_variable(SID, "x", "integer", 0)
+        for round_ in range(2):
+            metadata = {f"k{round_}_{i}": i for i in range(5)}
+            if target == "session":
+                await store.update_session(SID, metadata=metadata)
+            else:
+                await store.update_variable(SID, "x", round_, metadata)
+        with pytest.raises(InvalidArgument):
+            if target == "session":
+                await store.update_session(SID, metadata={f"k9_{i}": i for i in range(5)})
+            else:
+                await store.update_variable(SID, "x", 9, {f"k9_{i}": i for i in range(5)})

