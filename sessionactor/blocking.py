@@ -138,7 +138,6 @@ class BlockingSessionStore(StoreCalls, BlockingFacade):
         self._store: _Store = store
         self._loop = loop
         self._owns_loop = owns_loop
-        self._limits = store._limits
         self._types = store._types
         self._call_timeout: float | None = store._call_timeout
         self._thread: threading.Thread | None = None
@@ -197,6 +196,13 @@ class BlockingSessionStore(StoreCalls, BlockingFacade):
         blocking = cls.__new__(cls)
         blocking._setup(remote, None, owns_loop=True)
         return blocking
+
+    # Read from the store at each call rather than copied once: a connected store learns
+    # its server's limits when it connects (again), after this wrapper was made.
+    @property
+    def _limits(self) -> Limits:  # type: ignore[override]  # the other facades assign it
+        """The limits calls are copied in with: the store's."""
+        return self._store._limits
 
     # -- lifecycle ----------------------------------------------------------------
 

@@ -188,7 +188,7 @@ class RemoteSessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
         self._token = token
         self._ssl = ssl
         self._call_timeout: float | None = None if call_timeout is None else float(call_timeout)
-        self._limits: Limits = DEFAULT_LIMITS
+        self._limits: Limits = DEFAULT_LIMITS  # until a server's hello gives its store's
         self._types = None  # the server checks imports against its types
         self._codec = Codec(frozen_mapping=_frozen_mapping)
         self._link: _Link | None = None
@@ -415,8 +415,11 @@ class _Link(asyncio.Protocol):
                     watcher = self.watches.pop(watch_id, None)
                     if watcher is not None:
                         watcher.end(error)
-                case ServerHello(_, server, _):
+                case ServerHello(_, server, _, limits):
+                    # Arguments are copied in with the server's limits from now on: the
+                    # client then refuses no more than the server would.
                     self.owner.server_version = server
+                    self.owner._limits = limits
                     if not self.handshake.done():
                         self.handshake.set_result(None)
                 case HandshakeRejected(error):
