@@ -77,9 +77,11 @@ def connect(
 ) -> RemoteSessionStore:
     """A store served at ``address`` (``tcp://HOST:PORT`` or ``unix:/path``), for ``async with``.
 
-    ``token`` defaults to the environment variable ``SESSIONACTOR_TOKEN``. Entering
-    the block connects, and raises ``AuthenticationFailed`` if the server refuses
-    the token, or ``ConnectionLost`` if it cannot be reached.
+    The options are those of :class:`RemoteSessionStore`: ``token`` defaults to
+    the environment variable ``SESSIONACTOR_TOKEN``, ``ssl`` makes TCP use TLS,
+    ``call_timeout`` bounds each call end to end. Entering the block connects,
+    and raises ``AuthenticationFailed`` if the server refuses the token, or
+    ``ConnectionLost`` if it cannot be reached.
 
     >>> async with connect("tcp://127.0.0.1:7420") as store:  # doctest: +SKIP
     ...     await store.create_session("s1")
@@ -157,9 +159,26 @@ def _trace_headers() -> dict[str, str] | None:
 class RemoteSessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
     """The calls of :class:`SessionStore`, answered by a server over one connection.
 
-    Made by :func:`connect`. What only makes sense next to the actor stays
-    there: the clock, custom types (they live in the server) and the
-    ``*_nowait`` reads.
+    Made by :func:`connect`, for ``async with``: entering connects, leaving
+    closes the connection (not the store). What only makes sense next to the
+    actor stays there: the clock, custom types (they live in the server) and
+    the ``*_nowait`` reads.
+
+    >>> async with connect("tcp://127.0.0.1:7420", token="s3cret") as store:  # doctest: +SKIP
+    ...     await store.create_session("s1")
+
+    Args:
+        address: where the store is served: ``tcp://HOST:PORT`` or
+            ``unix:/path/to.sock``.
+        token: the secret the server asks for (``None``: the environment
+            variable ``SESSIONACTOR_TOKEN``, or no token if it is unset). A
+            refused token raises ``AuthenticationFailed``.
+        ssl: an ``ssl.SSLContext`` for TLS to a ``tcp://`` address (``None``:
+            plain TCP); the address's host is the server name TLS asks for
+            and, if the context checks host names, checks the certificate against.
+        call_timeout: seconds a call may take end to end, connecting included,
+            before it raises ``CallTimeout`` (``None``: no limit). Like
+            ``ConnectionLost``, a timed-out call may or may not have been applied.
     """
 
     def __init__(

