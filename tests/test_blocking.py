@@ -221,6 +221,16 @@ def test_calls_before_start_and_after_close_raise_store_closed() -> None:
         pass
 
 
+def test_a_blocking_store_never_started_says_how_to_start_it() -> None:
+    """With blocking calls, not the inner store's advice (``async with SessionStore()``),
+    which a blocking caller cannot write."""
+    blocking = BlockingSessionStore()
+    with pytest.raises(StoreClosed) as closed:
+        blocking.create_session(SID)
+    assert "with BlockingSessionStore(" in str(closed.value), closed.value
+    assert "async with" not in str(closed.value)
+
+
 @pytest.mark.parametrize("mailbox_size", [None, 2])
 def test_close_answers_every_thread_still_calling(mailbox_size: int | None) -> None:
     store = BlockingSessionStore(mailbox_size=mailbox_size, call_timeout=None).start()

