@@ -397,29 +397,6 @@ def test_misusing_a_blocking_watch_says_what_to_write() -> None:
             asyncio.run(store_in_async_code())
 
 
-async def test_misusing_watch_variables_and_mirror_in_other_ways_says_what_to_write() -> None:
-    """Needs _watch.py ``WatchContext`` and mirror.py ``MirrorContext``: ``__iter__``
-    (a plain ``for``) and ``__await__`` (``await store.watch_variables(...)``) on
-    ``WatchContext``, and ``__aiter__``/``__iter__``/``__await__`` on
-    ``MirrorContext``, each raising a ``TypeError`` that says what to write, as
-    ``WatchContext.__aiter__`` already does. Today: "'WatchContext' object is not
-    iterable", "object WatchContext can't be used in 'await' expression", "'async for'
-    requires an object with __aiter__ method, got MirrorContext"."""
-    async with SessionStore() as store:
-        await store.create_session(SID)
-        with pytest.raises(TypeError, match=r"async with store\.watch_variables\("):
-            for _ in store.watch_variables(SID):  # type: ignore[attr-defined]
-                pass
-        with pytest.raises(TypeError, match=r"async with store\.watch_variables\("):
-            await store.watch_variables(SID)  # type: ignore[misc]
-        with pytest.raises(TypeError, match=r"async with store\.mirror\("):
-            async for _ in store.mirror(SID):  # type: ignore[attr-defined]
-                pass
-        with pytest.raises(TypeError, match=r"async with store\.mirror\("):
-            await store.mirror(SID)  # type: ignore[misc]
-        assert store._watchers == {}
-
-
 async def test_a_remote_store_used_with_plain_with_says_what_to_write() -> None:
     """Needs client.py ``RemoteSessionStore.__enter__``: a ``TypeError`` saying
     ``async with connect(...) as store:``, as ``SessionStore.__enter__`` does (today:

@@ -122,6 +122,27 @@ async def test_plain_with_over_a_mirror_says_what_to_write(store: SessionStore) 
         pass
 
 
+async def test_misusing_watch_variables_and_mirror_in_other_ways_says_what_to_write(
+    store: SessionStore,
+) -> None:
+    """A plain ``for`` and an ``await`` over either, and ``async for`` over a mirror:
+    each a TypeError that says what to write, and nothing subscribed."""
+    with pytest.raises(TypeError, match=r"async with store\.watch_variables\("):
+        for _ in store.watch_variables(SID):
+            pass
+    with pytest.raises(TypeError, match=r"async with store\.watch_variables\("):
+        await store.watch_variables(SID)
+    with pytest.raises(TypeError, match=r"async with store\.mirror\("):
+        async for _ in store.mirror(SID):
+            pass
+    with pytest.raises(TypeError, match=r"async with store\.mirror\("):
+        for _ in store.mirror(SID):
+            pass
+    with pytest.raises(TypeError, match=r"async with store\.mirror\("):
+        await store.mirror(SID)
+    assert store._watchers == {} and store._state.watched == {}
+
+
 def test_plain_with_over_a_session_store_says_what_to_write() -> None:
     store = SessionStore()
     with pytest.raises(TypeError) as misuse, store:
