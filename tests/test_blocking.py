@@ -597,3 +597,42 @@ def test_leaving_a_blocking_mirror_ends_its_watch(blocking: BlockingSessionStore
     while backing(blocking)._state.watched:  # the unsubscription travels to the actor
         assert time.monotonic() < deadline, "the mirror's watch was left behind"
         time.sleep(0.001)
+
+
+# --------------------------------------------------------------------------
+# Misuse says what to write
+
+
+def test_misusing_a_blocking_watch_says_what_to_write() -> None:
+    with BlockingSessionStore() as blocking:
+        blocking.create_session(SID)
+        with pytest.raises(TypeError, match=r"with store\.watch_variables\("):
+            for _ in blocking.watch_variables(SID):
+                pass
+        with pytest.raises(TypeError, match=r"with store\.mirror\("):
+            for _ in blocking.mirror(SID):
+                pass
+
+        async def in_async_code() -> None:
+            async with blocking.watch_variables(SID):
+                pass
+
+        with pytest.raises(TypeError, match=r"with store\.watch_variables|SessionStore"):
+            asyncio.run(in_async_code())
+
+        async def store_in_async_code() -> None:
+            async with BlockingSessionStore():
+                pass
+
+        with pytest.raises(TypeError, match=r"async with SessionStore\(\)"):
+            asyncio.run(store_in_async_code())
+        assert backing(blocking)._watchers == {}
+
+
+def test_a_connected_blocking_store_in_async_code_says_to_connect() -> None:
+    async def in_async_code() -> None:
+        async with BlockingSessionStore.connect("unix:/nonexistent/store.sock"):
+            pass
+
+    with pytest.raises(TypeError, match=r"async with connect\("):
+        asyncio.run(in_async_code())

@@ -20,7 +20,6 @@ import anyio
 import pytest
 
 from sessionactor import (
-    BlockingSessionStore,
     InvalidArgument,
     InvalidImport,
     Limits,
@@ -367,34 +366,6 @@ async def test_merged_metadata_stays_within_the_limits(target: str) -> None:
 
 # --------------------------------------------------------------------------
 # Item 10: what a new user tripped on, in the other facades
-
-
-def test_misusing_a_blocking_watch_says_what_to_write() -> None:
-    """Needs blocking.py ``_BlockingWatch``: ``__iter__`` and ``__aenter__`` that raise
-    a ``TypeError`` saying ``with store.watch_variables(...) as changes:`` then ``for
-    change in changes:`` (today: "'_BlockingWatch' object is not iterable", and "does
-    not support the asynchronous context manager protocol"); and
-    ``BlockingSessionStore.__aenter__`` saying to use ``with`` (or ``SessionStore`` in
-    async code)."""
-    with BlockingSessionStore() as blocking:
-        blocking.create_session(SID)
-        with pytest.raises(TypeError, match=r"with store\.watch_variables\("):
-            for _ in blocking.watch_variables(SID):  # type: ignore[attr-defined]
-                pass
-
-        async def in_async_code() -> None:
-            async with blocking.watch_variables(SID):  # type: ignore[attr-defined]
-                pass
-
-        with pytest.raises(TypeError, match=r"with store\.watch_variables|SessionStore"):
-            asyncio.run(in_async_code())
-
-        async def store_in_async_code() -> None:
-            async with BlockingSessionStore():  # type: ignore[attr-defined]
-                pass
-
-        with pytest.raises(TypeError, match="SessionStore"):
-            asyncio.run(store_in_async_code())
 
 
 async def test_a_remote_store_used_with_plain_with_says_what_to_write() -> None:
