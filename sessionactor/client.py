@@ -23,7 +23,7 @@ import ssl as ssl_module
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final, Self, TypeVar
+from typing import Any, Final, NoReturn, Self, TypeVar
 
 from opentelemetry import propagate
 from opentelemetry.trace import get_current_span
@@ -246,6 +246,15 @@ class RemoteSessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
         traceback: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    def __enter__(self) -> NoReturn:
+        raise TypeError(
+            "RemoteSessionStore is asynchronous: use `async with connect(...) as store:`, "
+            "or `with BlockingSessionStore.connect(...) as store:` in synchronous code"
+        )
+
+    def __exit__(self, *exc_info: object) -> None:  # pragma: no cover - __enter__ raises
+        return None
 
     async def aclose(self) -> None:
         """Close the connection; calls still waiting get ``StoreClosed``."""

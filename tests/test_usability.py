@@ -36,6 +36,7 @@ from sessionactor import (
     Variable,
     VariableChange,
     VariableExists,
+    connect,
 )
 from sessionactor._frozen import FrozenMap
 from sessionactor.state import UpdateMetadata
@@ -151,6 +152,16 @@ def test_plain_with_over_a_session_store_says_what_to_write() -> None:
     assert "async with SessionStore() as store:" in message
     assert "BlockingSessionStore" in message
     assert not store.running
+
+
+def test_plain_with_over_a_remote_store_says_what_to_write() -> None:
+    remote = connect("unix:/nonexistent/store.sock")
+    with pytest.raises(TypeError) as misuse, remote:
+        pass
+    message = str(misuse.value)
+    assert "async with connect(...) as store:" in message
+    assert "BlockingSessionStore.connect(" in message
+    assert not remote.connected
 
 
 async def test_the_right_way_then_works(store: SessionStore) -> None:
