@@ -40,6 +40,7 @@ from typing import Final, Generic, TypeVar
 import attrs
 
 from ._codec import Codec, encode_call
+from ._frozen import DEFAULT_LIMITS, Limits
 from .errors import (
     AuthenticationFailed,
     ConnectionLost,
@@ -98,6 +99,8 @@ values can take many times that in memory)."""
 _PREFIX_BYTES: Final = 4
 _LARGEST_FRAME: Final = 2**32 - 1  # what a 4-byte prefix can say
 _LARGEST_CALL_ID: Final = 2**64 - 1
+# The fields of Limits the server's hello carries (spelled out: they are part of the protocol).
+_LIMIT_NAMES: Final = ("max_items", "max_string_length", "max_depth")
 
 
 class MessageKind(enum.IntEnum):
@@ -152,12 +155,15 @@ class ServerHello:
     """Client side: the server accepted the handshake.
 
     ``max_frame_bytes`` is the largest frame the server takes; the client's
-    ``send_call`` refuses larger ones from now on.
+    ``send_call`` refuses larger ones from now on. ``limits`` are the server's
+    store's :class:`~sessionactor.Limits`, for the client to copy arguments in
+    with (the defaults when an older server does not say).
     """
 
     version: int
     server: str
     max_frame_bytes: int
+    limits: Limits = DEFAULT_LIMITS
 
 
 @attrs.frozen
@@ -287,14 +293,17 @@ def client_hello(token: str | None) -> dict[str, object]:
     return {"protocol": PROTOCOL_NAME, "version": PROTOCOL_VERSION, "token": token}
 
 
-def server_hello(server_version: str, max_frame_bytes: int) -> dict[str, object]:
-    """The server's answer to an accepted handshake."""
+def server_hello(
+    server_version: str, max_frame_bytes: int, limits: Limits = DEFAULT_LIMITS
+) -> dict[str, object]:
+    """The server's answer to an accepted handshake; ``limits`` are its store's."""
     return {
         "protocol": PROTOCOL_NAME,
         "version": PROTOCOL_VERSION,
         "ok": True,
         "server": server_version,
         "max_frame_bytes": max_frame_bytes,
+        "limits": {name: getattr(limits, name) for name in _LIMIT_NAMES},
     }
 
 
@@ -390,6 +399,22 @@ def _require_protocol(handshake: dict[object, object], side: str) -> None:
             f"{side} speaks protocol version {describe(version)}; "
             f"this side speaks version {PROTOCOL_VERSION}"
         )
+
+
+def _require_limits(value: object) -> Limits:
+    """The store limits a server's hello announces. An older server announces none, and
+    one may leave a field out: the default stands for what is not said."""
+    if value is None:
+        return DEFAULT_LIMITS
+    if type(value) is not dict:
+        raise ProtocolError(f"the server's limits must be a map, got {describe(value)}")
+    announced: dict[str, int] = {}
+    for name in _LIMIT_NAMES:
+        limit = value.get(name, getattr(DEFAULT_LIMITS, name))
+        if type(limit) is not int or limit < 1:
+            raise ProtocolError(f"the server's {name} is invalid: {describe(limit)}")
+        announced[name] = limit
+    return Limits(**announced)
 
 
 def _check_frame_limit(value: object) -> int:
@@ -583,8 +608,9 @@ class ServerConnection(_Connection[ServerEvent]):
     """The server's side of one connection.
 
     ``token``: the token clients must present (compared in constant time), or
-    None to accept any. ``server_version`` is sent to the client in the
-    handshake answer. ``max_frame_bytes`` bounds every frame either way.
+    None to accept any. ``server_version`` and ``limits`` (the served store's)
+    are sent to the client in the handshake answer. ``max_frame_bytes`` bounds
+    every frame either way.
 
     >>> server = ServerConnection(server_version="test", token="t")
     >>> events = server.receive_data(frame(Codec().encode(client_hello("wrong"))))
@@ -601,9 +627,11 @@ class ServerConnection(_Connection[ServerEvent]):
         token: str | None = None,
         max_frame_bytes: int = MAX_FRAME_BYTES,
         codec: Codec | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         super().__init__(max_frame_bytes=max_frame_bytes, codec=codec)
         self._server_version = server_version
+        self._limits = limits
         self._token = None if token is None else _token_bytes(token)
         self._receivers: dict[int, Callable[[list[object]], ServerEvent]] = {
             MessageKind.CALL: self._receive_call,
@@ -692,7 +720,8 @@ class ServerConnection(_Connection[ServerEvent]):
                 return self._refuse(AuthenticationFailed("the session store requires a token"))
             if not hmac.compare_digest(_token_bytes(token), self._token):
                 return self._refuse(AuthenticationFailed())
-        self._queue(server_hello(self._server_version, self._max_frame_bytes), _LARGEST_FRAME)
+        answer = server_hello(self._server_version, self._max_frame_bytes, self._limits)
+        self._queue(answer, _LARGEST_FRAME)
         self._enter_open()
         return ClientHello(PROTOCOL_VERSION)
 
@@ -811,9 +840,10 @@ class ClientConnection(_Connection[ClientEvent]):
         limit = answer.get("max_frame_bytes")
         if type(limit) is not int or not 1 <= limit <= _LARGEST_FRAME:
             raise ProtocolError(f"the server's max_frame_bytes is invalid: {describe(limit)}")
+        limits = _require_limits(answer.get("limits"))
         self._server_max_frame_bytes = limit
         self._enter_open()
-        return ServerHello(PROTOCOL_VERSION, server, limit)
+        return ServerHello(PROTOCOL_VERSION, server, limit, limits)
 
     def _answered(self, value: object) -> int:
         call_id = _require_call_id(value)

@@ -51,6 +51,9 @@ from .state import WatchFilter, WatchStart
 __all__ = ["ENDED", "Published", "WatchContext", "Watcher", "Watching", "group_by_session"]
 
 _SESSION_CLOSED: Final = "session_closed"
+_HOW_TO_WATCH: Final = (
+    "`async with store.watch_variables(...) as changes:` and then `async for change in changes:`"
+)
 
 
 class Published:
@@ -436,11 +439,23 @@ class WatchContext(AbstractAsyncContextManager[AsyncIterator[VariableChange]]):
     ) -> bool | None:
         return await self._context.__aexit__(exc_type, exc, traceback)
 
+    # Each misuse raises, before anything is subscribed, with what to write instead.
+
     def __aiter__(self) -> NoReturn:
         raise TypeError(
-            "watch_variables() gives a context manager, not the changes: write "
-            "`async with store.watch_variables(...) as changes:` and then "
-            "`async for change in changes:`"
+            f"watch_variables() gives a context manager, not the changes: write {_HOW_TO_WATCH}"
+        )
+
+    def __iter__(self) -> NoReturn:
+        raise TypeError(
+            f"watch_variables() gives an asynchronous context manager, not the changes: "
+            f"write {_HOW_TO_WATCH}, or use BlockingSessionStore.watch_variables in "
+            f"synchronous code"
+        )
+
+    def __await__(self) -> NoReturn:
+        raise TypeError(
+            f"watch_variables() is not awaited: it gives a context manager; write {_HOW_TO_WATCH}"
         )
 
     def __enter__(self) -> NoReturn:

@@ -37,7 +37,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequenc
 from contextlib import AbstractAsyncContextManager
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Generic, Self, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, NoReturn, Self, TypeVar, cast
 
 from . import messages as m
 from ._api import BlockingFacade, StoreCalls
@@ -138,7 +138,6 @@ class BlockingSessionStore(StoreCalls, BlockingFacade):
         self._store: _Store = store
         self._loop = loop
         self._owns_loop = owns_loop
-        self._limits = store._limits
         self._types = store._types
         self._call_timeout: float | None = store._call_timeout
         self._thread: threading.Thread | None = None
@@ -197,6 +196,13 @@ class BlockingSessionStore(StoreCalls, BlockingFacade):
         blocking = cls.__new__(cls)
         blocking._setup(remote, None, owns_loop=True)
         return blocking
+
+    # Read from the store at each call rather than copied once: a connected store learns
+    # its server's limits when it connects (again), after this wrapper was made.
+    @property
+    def _limits(self) -> Limits:  # type: ignore[override]  # the other facades assign it
+        """The limits calls are copied in with: the store's."""
+        return self._store._limits
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -263,6 +269,22 @@ class BlockingSessionStore(StoreCalls, BlockingFacade):
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+    def __aenter__(self) -> NoReturn:
+        if isinstance(self._store, RemoteSessionStore):
+            raise TypeError(
+                "BlockingSessionStore is for synchronous code: use "
+                "`with BlockingSessionStore.connect(...) as store:`, or in async code "
+                "`async with connect(...) as store:` (a RemoteSessionStore)"
+            )
+        raise TypeError(
+            "BlockingSessionStore is for synchronous code: use "
+            "`with BlockingSessionStore() as store:`, or in async code "
+            "`async with SessionStore() as store:`"
+        )
+
+    async def __aexit__(self, *exc_info: object) -> None:  # pragma: no cover - __aenter__ raises
+        return None
 
     def _serve(self, loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
         """The loop thread: run the store until ``close``, then answer every waiter."""
@@ -420,6 +442,9 @@ class _InLoop(Generic[T]):
     the exit is handed to the loop thread, silently.
     """
 
+    _method: ClassVar[str]  # the method that gives it
+    _usage: ClassVar[str]  # what to write: a misuse's TypeError says it
+
     def __init__(
         self, owner: BlockingSessionStore, context: AbstractAsyncContextManager[T]
     ) -> None:
@@ -446,6 +471,21 @@ class _InLoop(Generic[T]):
         with contextlib.suppress(StoreClosed):  # a stopped store has nothing to undo
             owner._run_in_loop(owner._call_timeout, self._context.__aexit__, None, None, None)
 
+    # Misuses raise before anything is entered, saying what to write instead.
+
+    def __iter__(self) -> NoReturn:
+        raise TypeError(f"{self._method}() gives a context manager: write {self._usage}")
+
+    def __aenter__(self) -> NoReturn:
+        raise TypeError(
+            f"BlockingSessionStore.{self._method}() is for synchronous code: write "
+            f"{self._usage}; in async code, `async with` the {self._method}() of a "
+            f"SessionStore (or of connect(...))"
+        )
+
+    async def __aexit__(self, *exc_info: object) -> None:  # pragma: no cover - __aenter__ raises
+        return None
+
     def __del__(self) -> None:
         if self._exited:
             return
@@ -464,6 +504,9 @@ class _InLoop(Generic[T]):
 class _BlockingWatch(_InLoop[AsyncIterator[VariableChange]]):
     """A watch's blocking context manager; each ``next()`` waits in the loop for a change."""
 
+    _method = "watch_variables"
+    _usage = "`with store.watch_variables(...) as changes:` and then `for change in changes:`"
+
     def __enter__(self) -> Iterator[VariableChange]:
         return _BlockingChanges(self._owner, self._enter())
 
@@ -471,6 +514,9 @@ class _BlockingWatch(_InLoop[AsyncIterator[VariableChange]]):
 class _BlockingMirror(_InLoop[Mirror]):
     """A mirror's blocking context manager: the live :class:`Mirror`, kept current by the
     loop thread and read from any thread."""
+
+    _method = "mirror"
+    _usage = "`with store.mirror(...) as variables:` and then read `variables[name].value`"
 
     def __enter__(self) -> Mirror:
         return self._enter()

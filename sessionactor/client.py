@@ -23,7 +23,7 @@ import ssl as ssl_module
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final, Self, TypeVar
+from typing import Any, Final, NoReturn, Self, TypeVar
 
 from opentelemetry import propagate
 from opentelemetry.trace import get_current_span
@@ -77,9 +77,11 @@ def connect(
 ) -> RemoteSessionStore:
     """A store served at ``address`` (``tcp://HOST:PORT`` or ``unix:/path``), for ``async with``.
 
-    ``token`` defaults to the environment variable ``SESSIONACTOR_TOKEN``. Entering
-    the block connects, and raises ``AuthenticationFailed`` if the server refuses
-    the token, or ``ConnectionLost`` if it cannot be reached.
+    The options are those of :class:`RemoteSessionStore`: ``token`` defaults to
+    the environment variable ``SESSIONACTOR_TOKEN``, ``ssl`` makes TCP use TLS,
+    ``call_timeout`` bounds each call end to end. Entering the block connects,
+    and raises ``AuthenticationFailed`` if the server refuses the token, or
+    ``ConnectionLost`` if it cannot be reached.
 
     >>> async with connect("tcp://127.0.0.1:7420") as store:  # doctest: +SKIP
     ...     await store.create_session("s1")
@@ -157,9 +159,26 @@ def _trace_headers() -> dict[str, str] | None:
 class RemoteSessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
     """The calls of :class:`SessionStore`, answered by a server over one connection.
 
-    Made by :func:`connect`. What only makes sense next to the actor stays
-    there: the clock, custom types (they live in the server) and the
-    ``*_nowait`` reads.
+    Made by :func:`connect`, for ``async with``: entering connects, leaving
+    closes the connection (not the store). What only makes sense next to the
+    actor stays there: the clock, custom types (they live in the server) and
+    the ``*_nowait`` reads.
+
+    >>> async with connect("tcp://127.0.0.1:7420", token="s3cret") as store:  # doctest: +SKIP
+    ...     await store.create_session("s1")
+
+    Args:
+        address: where the store is served: ``tcp://HOST:PORT`` or
+            ``unix:/path/to.sock``.
+        token: the secret the server asks for (``None``: the environment
+            variable ``SESSIONACTOR_TOKEN``, or no token if it is unset). A
+            refused token raises ``AuthenticationFailed``.
+        ssl: an ``ssl.SSLContext`` for TLS to a ``tcp://`` address (``None``:
+            plain TCP); the address's host is the server name TLS asks for
+            and, if the context checks host names, checks the certificate against.
+        call_timeout: seconds a call may take end to end, connecting included,
+            before it raises ``CallTimeout`` (``None``: no limit). Like
+            ``ConnectionLost``, a timed-out call may or may not have been applied.
     """
 
     def __init__(
@@ -188,7 +207,7 @@ class RemoteSessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
         self._token = token
         self._ssl = ssl
         self._call_timeout: float | None = None if call_timeout is None else float(call_timeout)
-        self._limits: Limits = DEFAULT_LIMITS
+        self._limits: Limits = DEFAULT_LIMITS  # until a server's hello gives its store's
         self._types = None  # the server checks imports against its types
         self._codec = Codec(frozen_mapping=_frozen_mapping)
         self._link: _Link | None = None
@@ -227,6 +246,15 @@ class RemoteSessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
         traceback: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    def __enter__(self) -> NoReturn:
+        raise TypeError(
+            "RemoteSessionStore is asynchronous: use `async with connect(...) as store:`, "
+            "or `with BlockingSessionStore.connect(...) as store:` in synchronous code"
+        )
+
+    def __exit__(self, *exc_info: object) -> None:  # pragma: no cover - __enter__ raises
+        return None
 
     async def aclose(self) -> None:
         """Close the connection; calls still waiting get ``StoreClosed``."""
@@ -415,8 +443,11 @@ class _Link(asyncio.Protocol):
                     watcher = self.watches.pop(watch_id, None)
                     if watcher is not None:
                         watcher.end(error)
-                case ServerHello(_, server, _):
+                case ServerHello(_, server, _, limits):
+                    # Arguments are copied in with the server's limits from now on: the
+                    # client then refuses no more than the server would.
                     self.owner.server_version = server
+                    self.owner._limits = limits
                     if not self.handshake.done():
                         self.handshake.set_result(None)
                 case HandshakeRejected(error):

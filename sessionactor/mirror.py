@@ -28,7 +28,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import Any, Final, NoReturn, Protocol, TypeVar
 
 from .errors import SessionStoreError, WatchOverflow
 from .model import Variable, VariableChange
@@ -36,6 +36,10 @@ from .model import Variable, VariableChange
 __all__ = ["Mirror", "MirrorContext", "Mirroring"]
 
 H = TypeVar("H")
+
+_HOW_TO_MIRROR: Final = (
+    "`async with store.mirror(...) as variables:` and then read `variables[name].value`"
+)
 
 
 class _Source(Protocol[H]):
@@ -211,6 +215,24 @@ class MirrorContext(AbstractAsyncContextManager[Mirror]):
         traceback: TracebackType | None,
     ) -> bool | None:
         return await self._context.__aexit__(exc_type, exc, traceback)
+
+    # Each misuse raises, before anything is subscribed, with what to write instead.
+
+    def __aiter__(self) -> NoReturn:
+        raise TypeError(
+            f"mirror() gives a context manager, not the variables: write {_HOW_TO_MIRROR}"
+        )
+
+    def __iter__(self) -> NoReturn:
+        raise TypeError(
+            f"mirror() gives an asynchronous context manager, not the variables: write "
+            f"{_HOW_TO_MIRROR}, or use BlockingSessionStore.mirror in synchronous code"
+        )
+
+    def __await__(self) -> NoReturn:
+        raise TypeError(
+            f"mirror() is not awaited: it gives a context manager; write {_HOW_TO_MIRROR}"
+        )
 
     def __enter__(self) -> NoReturn:
         raise TypeError(

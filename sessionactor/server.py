@@ -359,6 +359,7 @@ class _ServedConnection(asyncio.Protocol):
             token=server._token,
             max_frame_bytes=server.max_frame_bytes,
             codec=server._codec,
+            limits=server.store.limits,
         )
         self.closed = False
         self.in_flight = 0

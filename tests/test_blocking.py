@@ -221,6 +221,16 @@ def test_calls_before_start_and_after_close_raise_store_closed() -> None:
         pass
 
 
+def test_a_blocking_store_never_started_says_how_to_start_it() -> None:
+    """With blocking calls, not the inner store's advice (``async with SessionStore()``),
+    which a blocking caller cannot write."""
+    blocking = BlockingSessionStore()
+    with pytest.raises(StoreClosed) as closed:
+        blocking.create_session(SID)
+    assert "with BlockingSessionStore(" in str(closed.value), closed.value
+    assert "async with" not in str(closed.value)
+
+
 @pytest.mark.parametrize("mailbox_size", [None, 2])
 def test_close_answers_every_thread_still_calling(mailbox_size: int | None) -> None:
     store = BlockingSessionStore(mailbox_size=mailbox_size, call_timeout=None).start()
@@ -587,3 +597,42 @@ def test_leaving_a_blocking_mirror_ends_its_watch(blocking: BlockingSessionStore
     while backing(blocking)._state.watched:  # the unsubscription travels to the actor
         assert time.monotonic() < deadline, "the mirror's watch was left behind"
         time.sleep(0.001)
+
+
+# --------------------------------------------------------------------------
+# Misuse says what to write
+
+
+def test_misusing_a_blocking_watch_says_what_to_write() -> None:
+    with BlockingSessionStore() as blocking:
+        blocking.create_session(SID)
+        with pytest.raises(TypeError, match=r"with store\.watch_variables\("):
+            for _ in blocking.watch_variables(SID):
+                pass
+        with pytest.raises(TypeError, match=r"with store\.mirror\("):
+            for _ in blocking.mirror(SID):
+                pass
+
+        async def in_async_code() -> None:
+            async with blocking.watch_variables(SID):
+                pass
+
+        with pytest.raises(TypeError, match=r"with store\.watch_variables|SessionStore"):
+            asyncio.run(in_async_code())
+
+        async def store_in_async_code() -> None:
+            async with BlockingSessionStore():
+                pass
+
+        with pytest.raises(TypeError, match=r"async with SessionStore\(\)"):
+            asyncio.run(store_in_async_code())
+        assert backing(blocking)._watchers == {}
+
+
+def test_a_connected_blocking_store_in_async_code_says_to_connect() -> None:
+    async def in_async_code() -> None:
+        async with BlockingSessionStore.connect("unix:/nonexistent/store.sock"):
+            pass
+
+    with pytest.raises(TypeError, match=r"async with connect\("):
+        asyncio.run(in_async_code())

@@ -36,6 +36,7 @@ from sessionactor import (
     CallTimeout,
     ConnectionLost,
     InvalidArgument,
+    Limits,
     ProgramNotFound,
     RemoteSessionStore,
     Session,
@@ -43,6 +44,7 @@ from sessionactor import (
     SessionStore,
     StoreStats,
     Tensor,
+    ValidationError,
     Variable,
     connect,
 )
@@ -198,6 +200,35 @@ async def test_a_reply_without_a_wire_form_is_the_calls_invalid_argument(
     with pytest.raises(ProgramNotFound):
         await store.get_program(SID, "nope")
     assert await store.session_exists(SID)
+
+
+# -- the server's limits ------------------------------------------------------------------------
+
+
+async def test_a_remote_client_does_not_refuse_what_the_server_accepts(tmp_path: Path) -> None:
+    """The server's hello carries its store's limits and the client copies arguments in
+    with them (the server measures again with its own in any case)."""
+    address = f"unix:{tmp_path / 'store.sock'}"
+    async with SessionStore(limits=Limits(max_items=200_000)) as store:
+        await store.create_session(SID)
+        await store.register_variable(SID, "e", "embedding", [0.0])
+        async with SessionServer(store, listen=address), connect(address) as remote:
+            with anyio.fail_after(PROMPT):
+                variable = await remote.update_variable(SID, "e", [0.5] * 150_000)
+            assert len(variable.value) == 150_000  # type: ignore[arg-type]
+
+
+def test_a_connected_blocking_store_copies_in_with_the_servers_limits(tmp_path: Path) -> None:
+    with (
+        BlockingSessionStore(limits=Limits(max_items=200_000)) as served,
+        serve_in_thread(served, "unix", tmp_path) as server,
+        BlockingSessionStore.connect(server.addresses[0]) as remote,
+    ):
+        served.create_session(SID)
+        served.register_variable(SID, "e", "embedding", [0.0])
+        assert len(remote.update_variable(SID, "e", [0.5] * 150_000).value) == 150_000  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match="more than 200000 items"):
+            remote.update_variable(SID, "e", [0.5] * 200_001)
 
 
 # -- one connection, many calls --------------------------------------------------------------

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sessionactor._codec import Codec, EncodeError, decode_call
+from sessionactor._frozen import DEFAULT_LIMITS, Limits
 from sessionactor._protocol import (
     MAX_FRAME_BYTES,
     MAX_HANDSHAKE_BYTES,
@@ -139,8 +140,48 @@ def test_the_handshake_frames_are_the_documented_maps() -> None:
             "ok": True,
             "server": SERVER_VERSION,
             "max_frame_bytes": MAX_FRAME_BYTES,
+            "limits": {"max_items": 100_000, "max_string_length": 1_000_000, "max_depth": 64},
         }
     ]
+
+
+def test_the_server_answer_carries_its_stores_limits() -> None:
+    limits = Limits(max_items=200_000, max_string_length=7, max_depth=3)
+    client = ClientConnection()
+    server = ServerConnection(server_version=SERVER_VERSION, limits=limits)
+    server.receive_data(client.data_to_send())
+    answer = server.data_to_send()
+    [hello] = decode_frames(answer)
+    assert isinstance(hello, dict)
+    assert hello["limits"] == {
+        "max_items": 200_000,
+        "max_string_length": 7,
+        "max_depth": 3,
+    }
+    assert client.receive_data(answer) == [ServerHello(1, SERVER_VERSION, MAX_FRAME_BYTES, limits)]
+
+
+ACCEPTED = {"ok": True, "protocol": "sessionactor", "version": 1, "server": "s"}
+
+
+@pytest.mark.parametrize(
+    ("announced", "expected"),
+    [
+        (None, DEFAULT_LIMITS),  # an older server says nothing of its limits
+        ({"max_items": 5}, Limits(max_items=5)),  # a key left out is its default
+        ({"max_depth": 2, "max_bytes": 9}, Limits(max_depth=2)),  # an unknown key is ignored
+    ],
+)
+def test_limits_a_server_does_not_announce_are_the_defaults(
+    announced: dict[str, int] | None, expected: Limits
+) -> None:
+    answer: dict[str, object] = {**ACCEPTED, "max_frame_bytes": 9}
+    if announced is not None:
+        answer["limits"] = announced
+    client = ClientConnection()
+    [event] = client.receive_data(framed(answer))
+    assert event == ServerHello(1, "s", 9, expected)
+    assert client.state is ConnectionState.OPEN
 
 
 @pytest.mark.parametrize("client_token", [None, "", "anything"])
@@ -264,6 +305,10 @@ def test_bytes_that_are_no_handshake_are_refused() -> None:
         {"ok": True, "protocol": "sessionactor", "version": 2, "server": "s", "max_frame_bytes": 9},
         {"ok": True, "protocol": "sessionactor", "version": 1, "server": 5, "max_frame_bytes": 9},
         {"ok": True, "protocol": "sessionactor", "version": 1, "server": "s", "max_frame_bytes": 0},
+        {**ACCEPTED, "max_frame_bytes": 9, "limits": [1, 2, 3]},
+        {**ACCEPTED, "max_frame_bytes": 9, "limits": {"max_items": 0}},
+        {**ACCEPTED, "max_frame_bytes": 9, "limits": {"max_depth": True}},
+        {**ACCEPTED, "max_frame_bytes": 9, "limits": {"max_string_length": 1.5}},
         {"ok": False, "error": "not an error value"},
     ],
 )
@@ -716,9 +761,11 @@ def test_the_documented_handshake_example_is_the_real_encoding() -> None:
     server = ServerConnection(server_version="sessionactor 0.1.0", token="s3cret")
     server.receive_data(hello)
     assert server.data_to_send().hex() == (
-        "0000005385a870726f746f636f6cac73657373696f6e6163746f72a776657273696f6e01"
+        "0000008c86a870726f746f636f6cac73657373696f6e6163746f72a776657273696f6e01"
         "a26f6bc3a6736572766572b273657373696f6e6163746f7220302e312e30"
         "af6d61785f6672616d655f6279746573ce01000000"
+        "a66c696d69747383a96d61785f6974656d73ce000186a0"
+        "b16d61785f737472696e675f6c656e677468ce000f4240a96d61785f646570746840"
     )
 
 

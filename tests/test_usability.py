@@ -28,6 +28,7 @@ from sessionactor import (
     BatchGet,
     BlockingSessionStore,
     ConstraintViolation,
+    RemoteSessionStore,
     SessionServer,
     SessionStore,
     StoreClosed,
@@ -35,6 +36,7 @@ from sessionactor import (
     Variable,
     VariableChange,
     VariableExists,
+    connect,
 )
 from sessionactor._frozen import FrozenMap
 from sessionactor.state import UpdateMetadata
@@ -72,7 +74,7 @@ def test_help_of_the_package_shows_every_public_name() -> None:
     assert "class SessionStore(" in classes
 
 
-@pytest.mark.parametrize("cls", [SessionStore, SessionServer])
+@pytest.mark.parametrize("cls", [SessionStore, SessionServer, RemoteSessionStore])
 def test_help_documents_every_constructor_option(cls: type) -> None:
     text = pydoc.plain(pydoc.render_doc(cls))
     options = [name for name in inspect.signature(cls).parameters if name != "self"]
@@ -121,6 +123,27 @@ async def test_plain_with_over_a_mirror_says_what_to_write(store: SessionStore) 
         pass
 
 
+async def test_misusing_watch_variables_and_mirror_in_other_ways_says_what_to_write(
+    store: SessionStore,
+) -> None:
+    """A plain ``for`` and an ``await`` over either, and ``async for`` over a mirror:
+    each a TypeError that says what to write, and nothing subscribed."""
+    with pytest.raises(TypeError, match=r"async with store\.watch_variables\("):
+        for _ in store.watch_variables(SID):
+            pass
+    with pytest.raises(TypeError, match=r"async with store\.watch_variables\("):
+        await store.watch_variables(SID)
+    with pytest.raises(TypeError, match=r"async with store\.mirror\("):
+        async for _ in store.mirror(SID):
+            pass
+    with pytest.raises(TypeError, match=r"async with store\.mirror\("):
+        for _ in store.mirror(SID):
+            pass
+    with pytest.raises(TypeError, match=r"async with store\.mirror\("):
+        await store.mirror(SID)
+    assert store._watchers == {} and store._state.watched == {}
+
+
 def test_plain_with_over_a_session_store_says_what_to_write() -> None:
     store = SessionStore()
     with pytest.raises(TypeError) as misuse, store:
@@ -129,6 +152,16 @@ def test_plain_with_over_a_session_store_says_what_to_write() -> None:
     assert "async with SessionStore() as store:" in message
     assert "BlockingSessionStore" in message
     assert not store.running
+
+
+def test_plain_with_over_a_remote_store_says_what_to_write() -> None:
+    remote = connect("unix:/nonexistent/store.sock")
+    with pytest.raises(TypeError) as misuse, remote:
+        pass
+    message = str(misuse.value)
+    assert "async with connect(...) as store:" in message
+    assert "BlockingSessionStore.connect(" in message
+    assert not remote.connected
 
 
 async def test_the_right_way_then_works(store: SessionStore) -> None:
