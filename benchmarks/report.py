@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .common import LIST_MATCHES, LIST_SIZE
+from .targets import Check
 from .workloads import WORKLOADS
 
 __all__ = ["Check", "compute_checks", "write_reports"]
@@ -28,46 +28,6 @@ DURABLE_RATIOS = (  # (mine, theirs)
 WIDE_CALLERS = 1_000
 TITLES = {w.key: w.title for w in WORKLOADS}
 PER_CALL = {w.key: w.ops_per_call for w in WORKLOADS}
-
-
-@dataclass(frozen=True)
-class Check:
-    target: str
-    loop: str  # "" when the check does not depend on the event loop
-    measured: float | None
-    op: str  # ">=", "<=" or "<"
-    threshold: float
-    detail: str
-    unit: str = "x"  # "x" for a ratio, else what the measured number counts ("B", "s", "ms")
-
-    def formatted(self, missing: str = "-") -> str:
-        if self.measured is None:
-            return missing
-        if self.unit == "x":
-            return f"{self.measured:.2f}x"
-        if self.unit == "B":
-            return f"{self.measured:.0f} B"
-        return f"{self.measured:.2f} {self.unit}"
-
-    @property
-    def status(self) -> str:
-        if self.measured is None:
-            return "N/A"
-        passed = {
-            ">=": self.measured >= self.threshold,
-            "<=": self.measured <= self.threshold,
-            "<": self.measured < self.threshold,
-        }[self.op]
-        return "PASS" if passed else "FAIL"
-
-    @property
-    def margin(self) -> float | None:
-        """Above 1 passes: measured/threshold for >=, threshold/measured for <= and <."""
-        if self.measured is None or self.measured == 0:
-            return None
-        if self.op == ">=":
-            return self.measured / self.threshold
-        return self.threshold / self.measured
 
 
 class _Cells:
