@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from .common import LIST_MATCHES, LIST_SIZE
+from .remote import checks as remote_checks
+from .remote import curve_summary, describe
+from .remote import tables as remote_tables
 from .targets import Check
 from .workloads import WORKLOADS
 
@@ -138,6 +141,7 @@ def compute_checks(
     sweep: dict[str, Any],
     durability: dict[str, Any] | None = None,
     head_of_line: dict[str, Any] | None = None,
+    remote: dict[str, Any] | None = None,
 ) -> list[Check]:
     c = _Cells(cells)
     checks: list[Check] = []
@@ -200,6 +204,7 @@ def compute_checks(
     )  # fmt: skip
     checks.append(_open_check(durability or {}))
     checks.append(_head_of_line_check(head_of_line or {}))
+    checks += remote_checks(remote or {})
     return checks
 
 
@@ -342,6 +347,22 @@ def _head_of_line_table(head_of_line: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _remote_section(remote: dict[str, Any]) -> list[str]:
+    lines = ["## Over a connection: the store against redis-py + hiredis", ""]
+    if "calls" not in remote:
+        return [*lines, f"Not measured: {remote.get('error', 'not run')}.", ""]
+    meta = remote["meta"]
+    return [
+        *lines,
+        f"`python -m benchmarks.remote --{meta['mode']}` in a fresh process (its own "
+        f"`results/remote.md` beside this file): " + describe(meta),
+        "",
+        *remote_tables(remote, heading="###"),
+        *(f"- **Note:** {note}" for note in meta.get("notes", ())),
+        *([""] if meta.get("notes") else []),
+    ]
+
+
 def _markdown(
     meta: dict[str, Any],
     cells: dict[str, Any],
@@ -350,6 +371,7 @@ def _markdown(
     checks: list[Check],
     durability: dict[str, Any],
     head_of_line: dict[str, Any],
+    remote: dict[str, Any],
 ) -> str:
     c = _Cells(cells)
     loops: list[str] = meta["loops"]
@@ -385,7 +407,12 @@ def _markdown(
             f"| {check.target} | {loop} | {check.formatted()} | **{check.status}** "
             f"| {check.detail} |"
         )
-    lines.append("")
+    lines += [
+        "",
+        f"Over a connection, {curve_summary(remote)} (reported, no line to cross; see *Over a "
+        "connection* below).",
+        "",
+    ]
 
     for loop in loops:
         lines += [
@@ -518,6 +545,7 @@ def _markdown(
         "The live sessions are frozen out of the collector's sight (`gc.freeze()`) after the fill.",
         "",
         *_head_of_line_table(head_of_line),
+        *_remote_section(remote),
         "## Method",
         "",
         "- **store**: `SessionStore()` with its defaults (call timeout 5 s, default telemetry "
@@ -610,7 +638,7 @@ def _chart(path: Path, meta: dict[str, Any], cells: dict[str, Any], checks: list
     ax.set_yticks(range(len(shown)), [ch.target for ch in shown], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("measured / required (right of 1 passes)")
-    ax.set_title(f"Targets ({loop}; memory, sweep, open time and head-of-line: any loop)")
+    ax.set_title(f"Targets ({loop}; memory, sweep, open time, head-of-line, remote: any loop)")
     for y, (ch, margin) in enumerate(zip(shown, margins, strict=True)):
         label = ch.formatted("n/a") + (" (bar cut at 5)" if margin == 5.0 else "")
         ax.text(margin, y, f"  {label}", va="center", fontsize=8)
@@ -628,13 +656,15 @@ def write_reports(
     *,
     durability: dict[str, Any] | None = None,
     head_of_line: dict[str, Any] | None = None,
+    remote: dict[str, Any] | None = None,
     echo: Callable[[str], None] = print,
 ) -> bool:
     """Write the three files, print the targets; return whether every checked target passed."""
     out.mkdir(parents=True, exist_ok=True)
     durability = durability or {}
     head_of_line = head_of_line or {}
-    checks = compute_checks(meta["loops"], cells, memory, sweep, durability, head_of_line)
+    remote = remote or {}
+    checks = compute_checks(meta["loops"], cells, memory, sweep, durability, head_of_line, remote)
     data = {
         "meta": meta,
         "cells": cells,
@@ -642,10 +672,11 @@ def write_reports(
         "sweep": sweep,
         "durability": durability,
         "head_of_line": head_of_line,
+        "remote": remote,
     }
     (out / "results.json").write_text(json.dumps(data, indent=1) + "\n")
     (out / "results.md").write_text(
-        _markdown(meta, cells, memory, sweep, checks, durability, head_of_line)
+        _markdown(meta, cells, memory, sweep, checks, durability, head_of_line, remote)
     )
     try:
         _chart(out / "results.png", meta, cells, checks)
@@ -656,6 +687,7 @@ def write_reports(
     for check in checks:
         loop = f"[{check.loop}] " if check.loop else ""
         echo(f"  {check.status:4}  {loop}{check.target}: {check.formatted('n/a')} ({check.detail})")
+    echo(f"  info  remote, {curve_summary(remote)} (reported, no line)")
     for note in meta["notes"]:
         echo(f"  note: {note}")
     echo(f"Wrote {out / 'results.md'}, {out / 'results.png'}, {out / 'results.json'}")

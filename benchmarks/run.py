@@ -12,7 +12,9 @@ runs; update also runs with 1,000 callers for the store, the store with
 ``synchronous="full"`` and Redis fsyncing always. Throughput is the median of
 repeated timed runs; the 1-caller runs time every call for p50/p99/p99.9.
 Memory, sweep scaling, the durability facts (group commit, time to open a large
-database, its size) and head-of-line latency run in fresh subprocesses.
+database, its size), head-of-line latency and the store over a connection
+against redis-py (``benchmarks.remote``: its servers and client processes of
+its own) run in fresh subprocesses.
 """
 
 from __future__ import annotations
@@ -331,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-sweep", action="store_true")
     parser.add_argument("--skip-durability", action="store_true")
     parser.add_argument("--skip-head-of-line", action="store_true")
+    parser.add_argument("--skip-remote", action="store_true")
     parser.add_argument(
         "--scratch",
         type=Path,
@@ -365,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep: dict[str, Any] = {}
     durability: dict[str, Any] = {}
     head_of_line: dict[str, Any] = {}
+    remote: dict[str, Any] = {}
     timings: dict[str, float] = {}
     redis_servers: list[RedisServer] = []
     redis_version = ""
@@ -392,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
             + (0 if args.skip_sweep else 2)
             + (0 if args.skip_durability else 1)
             + (0 if args.skip_head_of_line else 1)
+            + (0 if args.skip_remote else 1)
         )
         phases["set-up"] = round(time.perf_counter() - started, 1)
         with tqdm(total=total + extra, unit="run", mininterval=0.5, file=sys.stderr) as progress:
@@ -450,6 +455,17 @@ def main(argv: list[str] | None = None) -> int:
                 )  # fmt: skip
                 progress.update(1)
                 phases["head-of-line"] = round(time.perf_counter() - phase, 1)
+            phase = time.perf_counter()
+            if not args.skip_remote:
+                progress.set_description("remote")
+                remote = _run_subprocess(
+                    ["-m", "benchmarks.remote", f"--{config.mode}", "--json",
+                     "--out", str(args.out.resolve()),
+                     *(["--no-redis"] if args.no_redis else [])],
+                    timeout=1200,
+                )  # fmt: skip
+                progress.update(1)
+                phases["remote"] = round(time.perf_counter() - phase, 1)
     finally:
         for server in redis_servers:
             server.stop()
@@ -486,7 +502,14 @@ def main(argv: list[str] | None = None) -> int:
         "notes": notes,
     }
     ok = write_reports(
-        args.out, meta, cells, memory, sweep, durability=durability, head_of_line=head_of_line
+        args.out,
+        meta,
+        cells,
+        memory,
+        sweep,
+        durability=durability,
+        head_of_line=head_of_line,
+        remote=remote,
     )
     return 1 if args.strict and not ok else 0
 
