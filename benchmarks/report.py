@@ -31,6 +31,18 @@ DURABLE_RATIOS = (  # (mine, theirs)
 WIDE_CALLERS = 1_000
 TITLES = {w.key: w.title for w in WORKLOADS}
 PER_CALL = {w.key: w.ops_per_call for w in WORKLOADS}
+PYKKA_SWING = "swings about 2x between runs on 2 cores (see the pykka note)"
+PYKKA_NOTE = (
+    "**The pykka ratio** swings about 2x from one run to the next on this 2-core machine: "
+    "pykka's actor is a thread of its own, which competes with the event loop's thread for "
+    "the cores (and for the GIL), so its rate depends on how the scheduler happens to share "
+    "them while the other machine's programs run. How it is called: asyncio `tell`s the "
+    "`pykka.ThreadingActor` (holding the naive dicts) a message that carries the caller's "
+    "asyncio future, and the actor thread resolves it with `loop.call_soon_threadsafe`; "
+    "measured side by side, this was faster than awaiting a `concurrent.futures.Future` "
+    "through `asyncio.wrap_future` and than `run_in_executor` around the blocking `ask` "
+    "(`baselines.py`, pykka). Read the pykka target across several runs."
+)
 
 
 class _Cells:
@@ -147,20 +159,23 @@ def compute_checks(
     checks: list[Check] = []
     for loop in loops:
         checks.append(
-            Check("get_variable, 100 callers ≥ 0.75 x floor", loop,
-                  c.ratio(loop, "get", "floor", 100), ">=", 0.75, "store / floor calls/s")
+            Check("get_variable, 100 callers ≥ 0.85 x floor", loop,
+                  c.ratio(loop, "get", "floor", 100), ">=", 0.85,
+                  f"store / floor calls/s, both on {loop}")
         )  # fmt: skip
         checks.append(
-            Check("update_variable, 100 callers ≥ 0.6 x floor", loop,
-                  c.ratio(loop, "update", "floor", 100), ">=", 0.6, "store / floor calls/s")
+            Check("update_variable (float, min/max), 100 callers ≥ 0.65 x floor", loop,
+                  c.ratio(loop, "update", "floor", 100), ">=", 0.65,
+                  f"store / floor calls/s, both on {loop}")
         )  # fmt: skip
         checks.append(
             Check("mixed 80/20, 100 callers ≥ 12 x Redis", loop,
                   c.ratio(loop, "mixed", "redis", 100), ">=", 12.0, "store / redis calls/s")
         )  # fmt: skip
         checks.append(
-            Check("mixed 80/20, 100 callers ≥ 5 x pykka", loop,
-                  c.ratio(loop, "mixed", "pykka", 100), ">=", 5.0, "store / pykka calls/s")
+            Check("mixed 80/20, 100 callers ≥ 3 x pykka", loop,
+                  c.ratio(loop, "mixed", "pykka", 100), ">=", 3.0,
+                  f"store / pykka calls/s; {PYKKA_SWING}")
         )  # fmt: skip
         batch = c.get(loop, "get_many", "store", 100)
         single = c.rate(loop, "get", "store", 100)
@@ -411,6 +426,8 @@ def _markdown(
         "",
         f"Over a connection, {curve_summary(remote)} (reported, no line to cross; see *Over a "
         "connection* below).",
+        "",
+        PYKKA_NOTE,
         "",
     ]
 
