@@ -622,8 +622,8 @@ def _chart(path: Path, meta: dict[str, Any], cells: dict[str, Any], checks: list
 
     c = _Cells(cells)
     loop = meta["loops"][0]
-    fig = plt.figure(figsize=(13, 17), layout="constrained")
-    top, bottom = fig.subfigures(2, 1, height_ratios=[2, 1.4])  # type: ignore[misc]
+    fig = plt.figure(figsize=(13, 19.5), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[2, 1.9])  # type: ignore[misc]
     axes = top.subplots(2, 1)
     colours = {b: f"C{i}" for i, b in enumerate(BACKENDS)}
     width = 0.8 / len(BACKENDS)
