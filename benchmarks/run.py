@@ -1,6 +1,6 @@
 """Run the benchmarks and write ``benchmarks/results/``.
 
-    python -m benchmarks.run            # --quick: about two minutes on 2 cores
+    python -m benchmarks.run            # --quick: about two and a half minutes on 2 cores
     python -m benchmarks.run --full     # longer runs, 10,000 x 100 memory, 1,000,000 sweep
 
 Every workload runs against the store and its baselines (floor, direct, naive,
@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="the default: about two minutes")
+    mode.add_argument("--quick", action="store_true", help="the default: about 2.5 minutes")
     mode.add_argument("--full", action="store_true", help="longer runs and the full sizes")
     parser.add_argument("--only", help="comma-separated workload keys (get,update,mixed,...)")
     parser.add_argument("--backends", help="comma-separated backends (store,floor,direct,...)")
