@@ -43,8 +43,9 @@ $(DOCS_STAMP): $(STAMP) pyproject.toml
 docs: $(DOCS_STAMP)
 	$(BIN)/mkdocs build --strict --site-dir site
 
-# Benchmarks (issue 5): bench-only deps on top of the dev venv, then the harness.
-# `bench` is the quick mode (under two minutes); `bench-full` uses the issue's sizes.
+# Benchmarks: bench-only deps on top of the dev venv, then the harness.
+# `bench` is the quick mode (about two and a half minutes on 2 cores, the store over a
+# connection included); `bench-full` uses the full sizes (about 21 minutes).
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/pip install --quiet -e '.[bench]'

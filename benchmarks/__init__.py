@@ -1,1 +1,1 @@
-"""Benchmark harness for sessionactor (issue 5). Run ``make bench`` or ``make bench-full``."""
+"""Benchmark harness for sessionactor. Run ``make bench`` or ``make bench-full``."""

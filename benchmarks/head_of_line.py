@@ -7,7 +7,7 @@ caller's p50, p99 and worst latency, and how many large calls completed:
 
 - ``quiet``: nothing in the background (the reference);
 - ``export+list``: two tasks, one ``export_variables("big")``, one
-  ``list_variables("big", "v1*")`` (the issue's phase, target p99 <= 20 ms);
+  ``list_variables("big", "v1*")`` (the phase with a target: p99 <= 20 ms);
 - ``import``: one task importing 100,000 variables into a fresh session;
 - ``stats+sweep``: ``get_stats`` while 1,000 expired sessions wait for the
   sweep, then sweeping a 100,000-variable session that expired.

@@ -24,8 +24,9 @@ one round trip per operation). Measured in one run, backends taking turns
    50 callers, mixed 80/20), started once and released together: the curve for
    the store over its unix socket and for redis-py over redis's.
 
-Results go to ``results/remote.md`` (and ``remote.json``). ``measure()`` returns
-the figures for the main harness; ``write_report()`` writes them.
+Results go to ``results/remote.md`` (and ``remote.json``; ``--out DIR`` elsewhere).
+``make bench`` runs this as one of its phases (``--json``: the figures as one JSON
+line on stdout) and puts ``checks()`` and ``tables()`` into its results.md.
 """
 
 from __future__ import annotations
@@ -54,9 +55,21 @@ from typing import Any
 from .baselines import RedisBackend
 from .common import HOT_NAMES, HOT_SESSION, Backend
 from .redis_server import RedisServer, RedisUnavailable
+from .targets import Check
 from .workloads import WORKLOADS, StoreBackend, measure_interleaved, prepare_common
 
-__all__ = ["QUICK", "FULL", "RemoteConfig", "measure", "main", "write_report"]
+__all__ = [
+    "QUICK",
+    "FULL",
+    "RemoteConfig",
+    "checks",
+    "curve_summary",
+    "describe",
+    "main",
+    "measure",
+    "tables",
+    "write_report",
+]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PROCESS_COUNTS = (1, 2, 4, 8)
@@ -365,73 +378,78 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator
 
 
-def checks(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
-    """(target, measured, met?) for each target; met is None when a figure is missing."""
-    calls, reads = results["calls"], results["reads"]
-    rows: list[tuple[str, str, bool | None]] = []
+def checks(results: dict[str, Any]) -> list[Check]:
+    """The targets over a connection; a figure that is missing (no redis-server, a run
+    that failed, the phase not run) gives a check without a measurement that says why."""
+    missing = str(results.get("error", "not run"))
+    calls: dict[str, Any] = results.get("calls", {})
+    reads: dict[str, Any] = results.get("reads", {})
 
-    def rate(key: str) -> float | None:
-        value: float | None = calls.get(key, {}).get("rate")
+    def figure(key: str, field: str) -> float | None:
+        value: float | None = calls.get(key, {}).get(field)
         return value
 
-    def p50(key: str) -> float | None:
-        value: float | None = calls.get(key, {}).get("p50_us")
-        return value
+    def why(*keys: str) -> str:
+        errors = [calls[key]["error"] for key in keys if "error" in calls.get(key, {})]
+        if errors:
+            return "; ".join(errors)
+        return missing if not calls else "no redis-py figure (no redis-server)"
 
+    rows: list[Check] = []
     for transport in ("unix", "tcp"):
-        ratio = _ratio(rate(f"mixed/100/store-{transport}"), rate(f"mixed/100/redis-{transport}"))
+        ours, theirs = f"mixed/100/store-{transport}", f"mixed/100/redis-{transport}"
+        ratio = _ratio(figure(ours, "rate"), figure(theirs, "rate"))
         rows.append(
-            (
-                f"100 callers mixed 80/20 over {transport}: >= 2.5x redis-py",
-                "n/a" if ratio is None else f"{ratio:.2f}x",
-                None if ratio is None else ratio >= 2.5,
-            )
-        )
+            Check(f"remote, 100 callers mixed 80/20 over {transport} ≥ 2.5 x redis-py", "",
+                  ratio, ">=", 2.5,
+                  "store on one connection (pipelined) / redis-py with a connection per "
+                  "caller in flight, calls/s" if ratio is not None else why(ours, theirs))
+        )  # fmt: skip
     for op in ("get", "update"):
         for transport in ("unix", "tcp"):
-            ours, theirs = p50(f"{op}/1/store-{transport}"), p50(f"{op}/1/redis-{transport}")
+            ours, theirs = f"{op}/1/store-{transport}", f"{op}/1/redis-{transport}"
+            mine, other = figure(ours, "p50_us"), figure(theirs, "p50_us")
+            ratio = _ratio(mine, other)
             rows.append(
-                (
-                    f"1 caller p50 {op} over {transport}: <= redis-py",
-                    "n/a" if ours is None or theirs is None else f"{ours:.0f} vs {theirs:.0f} µs",
-                    None if ours is None or theirs is None else ours <= theirs,
-                )
-            )
-    mirror, plain = reads["mirror"]["rate"], reads["dict"]["rate"]
-    rows.append(("mirror reads >= 1,000,000/s", f"{mirror:,.0f}/s", mirror >= 1_000_000))
+                Check(f"remote, 1 caller p50 {op}_variable over {transport} ≤ redis-py", "",
+                      ratio, "<=", 1.0,
+                      f"store / redis-py p50: {mine:.0f} vs {other:.0f} µs"
+                      if mine is not None and other is not None else why(ours, theirs))
+            )  # fmt: skip
+    mirror = reads.get("mirror", {}).get("rate")
+    plain = reads.get("dict", {}).get("rate")
     rows.append(
-        ("mirror reads within 2x of a dict", f"{plain / mirror:.2f}x slower", mirror * 2 >= plain)
-    )
+        Check("remote, mirror reads ≥ 1,000,000/s", "", mirror, ">=", 1_000_000.0,
+              "`mirror[name].value` in a loop in the client's process"
+              if mirror is not None else missing, unit="/s")
+    )  # fmt: skip
+    rows.append(
+        Check("remote, mirror reads within 2 x of a dict", "", _ratio(plain, mirror), "<=", 2.0,
+              "plain dict reads/s / mirror reads/s (how many times slower the mirror is)"
+              if mirror is not None and plain is not None else missing)
+    )  # fmt: skip
     return rows
 
 
-def write_report(results: dict[str, Any], meta: dict[str, Any], out: Path) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "remote.json").write_text(json.dumps({"meta": meta, **results}, indent=1) + "\n")
-    calls, curve = results["calls"], results["curve"]
+def curve_summary(results: dict[str, Any]) -> str:
+    """The client-process curve on one line: calls/s with 1, 2, 4 and 8 processes."""
+    curve: dict[str, Any] = results.get("curve", {})
+    if "store" not in curve:
+        return f"not measured: {results.get('error', 'not run')}"
+    parts = []
+    for name, label in (("store", "store"), ("redis", "redis-py")):
+        if name in curve:
+            rates = [f"{curve[name][str(count)]['rate'] / 1e3:.0f}k" for count in PROCESS_COUNTS]
+            parts.append(f"{label} {'/'.join(rates)}")
+    counts = "/".join(str(count) for count in PROCESS_COUNTS)
+    return f"calls/s with {counts} client processes: " + ", ".join(parts)
+
+
+def tables(results: dict[str, Any], heading: str = "##") -> list[str]:
+    """The calls, the mirror reads and the client-process curve as Markdown tables."""
+    calls, curve, reads = results["calls"], results["curve"], results["reads"]
     lines = [
-        "# The store over a connection, against redis-py + hiredis",
-        "",
-        f"`python -m benchmarks.remote --{meta['mode']}` — {meta['date']}, {meta['machine']},",
-        f"Python {meta['python']}, {meta['redis_server'] or 'no redis-server'};"
-        f" {meta['seconds']:.0f} s; load average {meta['load_average']} at the start (other"
-        " programs share the 2 cores). Servers in their own processes (`sessionactor serve`"
-        " on its default loop, uvloop when installed), clients in the benchmark's (asyncio"
-        f" loop); medians of {meta['config']['repeats']} interleaved runs of"
-        f" {meta['config']['duration']} s. The store's 100 callers share one connection"
-        " (pipelined); redis-py's use its default pool, one connection per caller in flight.",
-        "",
-        "## Targets",
-        "",
-        "| target | measured | |",
-        "|---|---|---|",
-    ]
-    for target, measured, met in checks(results):
-        verdict = "n/a" if met is None else ("PASS" if met else "FAIL")
-        lines.append(f"| {target} | {measured} | {verdict} |")
-    lines += [
-        "",
-        "## Calls",
+        f"{heading} Calls",
         "",
         "| workload | backend | calls/s | p50 µs | p99 µs |",
         "|---|---|---:|---:|---:|",
@@ -444,17 +462,17 @@ def write_report(results: dict[str, Any], meta: dict[str, Any], out: Path) -> Pa
         p50 = f"{cell['p50_us']:.0f}" if "p50_us" in cell else ""
         p99 = f"{cell['p99_us']:.0f}" if "p99_us" in cell else ""
         lines.append(f"| {workload} x{callers} | {backend} | {cell['rate']:,.0f} | {p50} | {p99} |")
-    reads = results["reads"]
     lines += [
         "",
-        "## Mirror reads (this process, no call)",
+        f"{heading} Mirror reads (this process, no call)",
         "",
         "| mapping | reads/s |",
         "|---|---:|",
         f"| `mirror[name].value` | {reads['mirror']['rate']:,.0f} |",
         f"| plain `dict[name].value` | {reads['dict']['rate']:,.0f} |",
         "",
-        "## Client processes (mixed 80/20, 50 callers and one connection each, unix sockets)",
+        f"{heading} Client processes (mixed 80/20, 50 callers and one connection each, unix "
+        "sockets)",
         "",
         "| processes | store calls/s | server CPU (cores) | redis-py calls/s |",
         "|---:|---:|---:|---:|",
@@ -466,8 +484,44 @@ def write_report(results: dict[str, Any], meta: dict[str, Any], out: Path) -> Pa
             f"| {count} | {ours['rate']:,.0f} | {ours['server_cpu']:.2f} | "
             f"{'' if theirs is None else f'{theirs:,.0f}'} |"
         )
+    lines.append("")
+    return lines
+
+
+def describe(meta: dict[str, Any]) -> str:
+    """How the figures were taken, in one paragraph."""
+    config = meta["config"]
+    return (
+        f"{meta['seconds']:.0f} s; load average {meta['load_average']} at the start (other"
+        " programs share the cores). Servers in their own processes (`sessionactor serve`"
+        " on its default loop, uvloop when installed; "
+        f"{meta['redis_server'].split(' sha=')[0] or 'no redis-server'}), clients in the"
+        f" benchmark's (asyncio loop); medians of {config['repeats']} interleaved runs of"
+        f" {config['duration']} s, the client-process curve {config['curve_repeats']} x"
+        f" {config['curve_duration']} s per point. The store's 100 callers share one connection"
+        " (pipelined); redis-py's use its default pool, one connection per caller in flight."
+    )
+
+
+def write_report(results: dict[str, Any], meta: dict[str, Any], out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "remote.json").write_text(json.dumps({"meta": meta, **results}, indent=1) + "\n")
+    lines = [
+        "# The store over a connection, against redis-py + hiredis",
+        "",
+        f"`python -m benchmarks.remote --{meta['mode']}` — {meta['date']}, {meta['machine']},",
+        f"Python {meta['python']}; " + describe(meta),
+        "",
+        "## Targets",
+        "",
+        "| target | measured | | how |",
+        "|---|---:|---|---|",
+    ]
+    for check in checks(results):
+        lines.append(f"| {check.target} | {check.formatted()} | {check.status} | {check.detail} |")
+    lines += ["", *tables(results)]
     if meta.get("notes"):
-        lines += ["", "## Notes", ""] + [f"- {note}" for note in meta["notes"]]
+        lines += ["## Notes", ""] + [f"- {note}" for note in meta["notes"]]
     path = out / "remote.md"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -482,6 +536,9 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--full", action="store_true", help="the default: about 3 minutes")
     parser.add_argument("--no-redis", action="store_true", help="measure the store alone")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--json", action="store_true", help="print the figures as one JSON line (for run.py)"
+    )
     args = parser.parse_args(argv)
     config = QUICK if args.quick else FULL
     started = time.perf_counter()
@@ -513,9 +570,12 @@ def main(argv: list[str] | None = None) -> int:
         "notes": notes,
     }
     path = write_report(results, meta, args.out)
-    for target, measured, met in checks(results):
-        verdict = "n/a" if met is None else ("PASS" if met else "FAIL")
-        print(f"{verdict:4}  {target}: {measured}")
+    if args.json:
+        print(json.dumps({"meta": meta, **results}))
+        return 0
+    for check in checks(results):
+        print(f"{check.status:4}  {check.target}: {check.formatted('n/a')} ({check.detail})")
+    print(f"info  {curve_summary(results)} (reported, no line)")
     print(f"wrote {path} in {meta['seconds']:.0f} s")
     return 0
 

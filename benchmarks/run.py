@@ -1,6 +1,6 @@
 """Run the benchmarks and write ``benchmarks/results/``.
 
-    python -m benchmarks.run            # --quick: about two minutes on 2 cores
+    python -m benchmarks.run            # --quick: about two and a half minutes on 2 cores
     python -m benchmarks.run --full     # longer runs, 10,000 x 100 memory, 1,000,000 sweep
 
 Every workload runs against the store and its baselines (floor, direct, naive,
@@ -12,7 +12,9 @@ runs; update also runs with 1,000 callers for the store, the store with
 ``synchronous="full"`` and Redis fsyncing always. Throughput is the median of
 repeated timed runs; the 1-caller runs time every call for p50/p99/p99.9.
 Memory, sweep scaling, the durability facts (group commit, time to open a large
-database, its size) and head-of-line latency run in fresh subprocesses.
+database, its size), head-of-line latency and the store over a connection
+against redis-py (``benchmarks.remote``: its servers and client processes of
+its own) run in fresh subprocesses.
 """
 
 from __future__ import annotations
@@ -169,39 +171,44 @@ async def _run_loop(
         gc.collect()
         gc.freeze()
         timings[f"{loop_name}/set-up"] = round(time.perf_counter() - set_up, 2)
-        for workload in workloads:
-            runnable = [b for b in backends if workload.key in BACKEND_WORKLOADS[b.name]]
-            for callers in _callers(workload.key):
-                wide = callers == WIDE_CALLERS
-                taking_turns = [b for b in runnable if _runs_with(b.name, workload.key, callers)]
-                progress.set_description(f"{loop_name} {workload.key} x{callers}")
-                began = time.perf_counter()
-                results = await measure_interleaved(
-                    taking_turns,
-                    workload,
-                    callers=callers,
-                    duration=config.wide_duration if wide else config.duration,
-                    warmup=config.wide_duration if wide else config.warmup,
-                    repeats=config.repeats,
-                    on_run=lambda: progress.update(1),
-                )
-                timings[f"{loop_name}/{workload.key}/{callers}"] = round(
-                    time.perf_counter() - began, 2
-                )
-                for name, m in results.items():
-                    key = f"{loop_name}/{workload.key}/{name}/{callers}"
-                    if m.error is not None or not m.rates:
-                        out[key] = {"error": m.error or "no run"}
-                    else:
-                        out[key] = _summarise(m.rates, m.latencies_ns, workload.ops_per_call)
-                for name, error in failed.items():
-                    if _runs_with(name, workload.key, callers):
-                        out[f"{loop_name}/{workload.key}/{name}/{callers}"] = {"error": error}
-                        progress.update(config.repeats)  # the runs it would have had
+        for workload, callers in _cells_in_order(workloads):
+            wide = callers == WIDE_CALLERS
+            taking_turns = [b for b in backends if _runs_with(b.name, workload.key, callers)]
+            progress.set_description(f"{loop_name} {workload.key} x{callers}")
+            began = time.perf_counter()
+            results = await measure_interleaved(
+                taking_turns,
+                workload,
+                callers=callers,
+                duration=config.wide_duration if wide else config.duration,
+                warmup=config.wide_duration if wide else config.warmup,
+                repeats=config.repeats,
+                on_run=lambda: progress.update(1),
+            )
+            timings[f"{loop_name}/{workload.key}/{callers}"] = round(time.perf_counter() - began, 2)
+            for name, m in results.items():
+                key = f"{loop_name}/{workload.key}/{name}/{callers}"
+                if m.error is not None or not m.rates:
+                    out[key] = {"error": m.error or "no run"}
+                else:
+                    out[key] = _summarise(m.rates, m.latencies_ns, workload.ops_per_call)
+            for name, error in failed.items():
+                if _runs_with(name, workload.key, callers):
+                    out[f"{loop_name}/{workload.key}/{name}/{callers}"] = {"error": error}
+                    progress.update(config.repeats)  # the runs it would have had
     finally:
         for backend in backends:
             await backend.stop()
         gc.unfreeze()
+
+
+def _cells_in_order(workloads: list[Workload]) -> list[tuple[Workload, int]]:
+    """Every (workload, callers) to measure, those with WIDE_CALLERS last: their runs
+    leave redis-py's pool of a thousand connections alive (some 14,000 objects the
+    collector tracks), which every later gc.collect() walked, 10 ms or more before
+    each of the hundreds of later runs."""
+    cells = [(w, callers) for w in workloads for callers in _callers(w.key)]
+    return sorted(cells, key=lambda cell: cell[1] == WIDE_CALLERS)
 
 
 def _callers(workload: str) -> tuple[int, ...]:
@@ -316,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="the default: about two minutes")
+    mode.add_argument("--quick", action="store_true", help="the default: about 2.5 minutes")
     mode.add_argument("--full", action="store_true", help="longer runs and the full sizes")
     parser.add_argument("--only", help="comma-separated workload keys (get,update,mixed,...)")
     parser.add_argument("--backends", help="comma-separated backends (store,floor,direct,...)")
@@ -326,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-sweep", action="store_true")
     parser.add_argument("--skip-durability", action="store_true")
     parser.add_argument("--skip-head-of-line", action="store_true")
+    parser.add_argument("--skip-remote", action="store_true")
     parser.add_argument(
         "--scratch",
         type=Path,
@@ -360,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep: dict[str, Any] = {}
     durability: dict[str, Any] = {}
     head_of_line: dict[str, Any] = {}
+    remote: dict[str, Any] = {}
     timings: dict[str, float] = {}
     redis_servers: list[RedisServer] = []
     redis_version = ""
@@ -387,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
             + (0 if args.skip_sweep else 2)
             + (0 if args.skip_durability else 1)
             + (0 if args.skip_head_of_line else 1)
+            + (0 if args.skip_remote else 1)
         )
         phases["set-up"] = round(time.perf_counter() - started, 1)
         with tqdm(total=total + extra, unit="run", mininterval=0.5, file=sys.stderr) as progress:
@@ -445,6 +455,17 @@ def main(argv: list[str] | None = None) -> int:
                 )  # fmt: skip
                 progress.update(1)
                 phases["head-of-line"] = round(time.perf_counter() - phase, 1)
+            phase = time.perf_counter()
+            if not args.skip_remote:
+                progress.set_description("remote")
+                remote = _run_subprocess(
+                    ["-m", "benchmarks.remote", f"--{config.mode}", "--json",
+                     "--out", str(args.out.resolve()),
+                     *(["--no-redis"] if args.no_redis else [])],
+                    timeout=1200,
+                )  # fmt: skip
+                progress.update(1)
+                phases["remote"] = round(time.perf_counter() - phase, 1)
     finally:
         for server in redis_servers:
             server.stop()
@@ -481,7 +502,14 @@ def main(argv: list[str] | None = None) -> int:
         "notes": notes,
     }
     ok = write_reports(
-        args.out, meta, cells, memory, sweep, durability=durability, head_of_line=head_of_line
+        args.out,
+        meta,
+        cells,
+        memory,
+        sweep,
+        durability=durability,
+        head_of_line=head_of_line,
+        remote=remote,
     )
     return 1 if args.strict and not ok else 0
 

@@ -19,7 +19,7 @@ this process's CPU time.
   that drops spans) as well: one span per call, every call's duration
 - SDK spans, no metrics: spans on every call and a no-op meter provider
 
-Targets (issue 3): no SDK >= 0.95 x disabled; SDK metrics >= 0.85 x disabled.
+Targets: no SDK >= 0.95 x disabled; SDK metrics >= 0.85 x disabled.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Does watching slow the writers? (issue 6, SPEC §10)
+"""Does watching slow the writers? (SPEC §10)
 
     python -m benchmarks.watch_bench              # about 30 s
     python -m benchmarks.watch_bench --uvloop     # the same on uvloop
