@@ -42,7 +42,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Final, Literal, NoReturn, Protocol
+from typing import ClassVar, Final, Literal, NoReturn, Protocol, TypeVar
 
 from .errors import SessionStoreError, StoreClosed, WatchOverflow
 from .model import VariableChange
@@ -51,6 +51,8 @@ from .state import WatchFilter, WatchStart
 __all__ = ["ENDED", "Published", "WatchContext", "Watcher", "Watching", "group_by_session"]
 
 _SESSION_CLOSED: Final = "session_closed"
+T = TypeVar("T")
+
 _HOW_TO_WATCH: Final = (
     "`async with store.watch_variables(...) as changes:` and then `async for change in changes:`"
 )
@@ -415,20 +417,23 @@ class Watching:
             source._unsubscribe(watcher)
 
 
-class WatchContext(AbstractAsyncContextManager[AsyncIterator[VariableChange]]):
-    """What ``watch_variables`` returns: enter it with ``async with`` to get the changes.
+class GuidedContext(AbstractAsyncContextManager[T]):
+    """An ``async with`` context that says what to write when it is used any other way
+    (iterated, awaited, entered with a plain ``with``), before anything is subscribed.
 
-    >>> async with store.watch_variables("s1") as changes:  # doctest: +SKIP
-    ...     async for change in changes:
-    ...         ...
+    Subclasses name the call (``call``), what entering gives (``gives``) and how to
+    use it (``how_to``).
     """
 
     __slots__ = ("_context",)
+    call: ClassVar[str]
+    gives: ClassVar[str]
+    how_to: ClassVar[str]
 
-    def __init__(self, context: AbstractAsyncContextManager[AsyncIterator[VariableChange]]) -> None:
+    def __init__(self, context: AbstractAsyncContextManager[T]) -> None:
         self._context = context
 
-    async def __aenter__(self) -> AsyncIterator[VariableChange]:
+    async def __aenter__(self) -> T:
         return await self._context.__aenter__()
 
     async def __aexit__(
@@ -439,30 +444,42 @@ class WatchContext(AbstractAsyncContextManager[AsyncIterator[VariableChange]]):
     ) -> bool | None:
         return await self._context.__aexit__(exc_type, exc, traceback)
 
-    # Each misuse raises, before anything is subscribed, with what to write instead.
-
     def __aiter__(self) -> NoReturn:
         raise TypeError(
-            f"watch_variables() gives a context manager, not the changes: write {_HOW_TO_WATCH}"
+            f"{self.call}() gives a context manager, not {self.gives}: write {self.how_to}"
         )
 
     def __iter__(self) -> NoReturn:
         raise TypeError(
-            f"watch_variables() gives an asynchronous context manager, not the changes: "
-            f"write {_HOW_TO_WATCH}, or use BlockingSessionStore.watch_variables in "
-            f"synchronous code"
+            f"{self.call}() gives an asynchronous context manager, not {self.gives}: "
+            f"write {self.how_to}, or use BlockingSessionStore.{self.call} in "
+            "synchronous code"
         )
 
     def __await__(self) -> NoReturn:
         raise TypeError(
-            f"watch_variables() is not awaited: it gives a context manager; write {_HOW_TO_WATCH}"
+            f"{self.call}() is not awaited: it gives a context manager; write {self.how_to}"
         )
 
     def __enter__(self) -> NoReturn:
         raise TypeError(
-            "watch_variables() is asynchronous here: use `async with`, or "
-            "BlockingSessionStore.watch_variables in synchronous code"
+            f"{self.call}() is asynchronous here: use `async with`, as in {self.how_to}; "
+            f"or BlockingSessionStore.{self.call} in synchronous code"
         )
 
     def __exit__(self, *exc_info: object) -> None:  # pragma: no cover - __enter__ raises
         return None
+
+
+class WatchContext(GuidedContext[AsyncIterator[VariableChange]]):
+    """What ``watch_variables`` returns: enter it with ``async with`` to get the changes.
+
+    >>> async with store.watch_variables("s1") as changes:  # doctest: +SKIP
+    ...     async for change in changes:
+    ...         ...
+    """
+
+    __slots__ = ()
+    call = "watch_variables"
+    gives = "the changes"
+    how_to = _HOW_TO_WATCH

@@ -26,10 +26,9 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import AbstractAsyncContextManager
-from types import TracebackType
 from typing import Any, Final, NoReturn, Protocol, TypeVar
 
+from ._watch import GuidedContext
 from .errors import SessionStoreError, WatchOverflow
 from .model import Variable, VariableChange
 
@@ -197,48 +196,10 @@ class _Feed:
             self.mirror._end(None)
 
 
-class MirrorContext(AbstractAsyncContextManager[Mirror]):
+class MirrorContext(GuidedContext[Mirror]):
     """What ``mirror()`` returns: enter it with ``async with`` to get the :class:`Mirror`."""
 
-    __slots__ = ("_context",)
-
-    def __init__(self, context: AbstractAsyncContextManager[Mirror]) -> None:
-        self._context = context
-
-    async def __aenter__(self) -> Mirror:
-        return await self._context.__aenter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> bool | None:
-        return await self._context.__aexit__(exc_type, exc, traceback)
-
-    # Each misuse raises, before anything is subscribed, with what to write instead.
-
-    def __aiter__(self) -> NoReturn:
-        raise TypeError(
-            f"mirror() gives a context manager, not the variables: write {_HOW_TO_MIRROR}"
-        )
-
-    def __iter__(self) -> NoReturn:
-        raise TypeError(
-            f"mirror() gives an asynchronous context manager, not the variables: write "
-            f"{_HOW_TO_MIRROR}, or use BlockingSessionStore.mirror in synchronous code"
-        )
-
-    def __await__(self) -> NoReturn:
-        raise TypeError(
-            f"mirror() is not awaited: it gives a context manager; write {_HOW_TO_MIRROR}"
-        )
-
-    def __enter__(self) -> NoReturn:
-        raise TypeError(
-            "mirror() is asynchronous here: use `async with store.mirror(...) as variables:`, "
-            "or BlockingSessionStore.mirror in synchronous code"
-        )
-
-    def __exit__(self, *exc_info: object) -> None:  # pragma: no cover - __enter__ raises
-        return None
+    __slots__ = ()
+    call = "mirror"
+    gives = "the variables"
+    how_to = _HOW_TO_MIRROR
