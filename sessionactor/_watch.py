@@ -44,7 +44,7 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import ClassVar, Final, Literal, NoReturn, Protocol, TypeVar
 
-from .errors import SessionStoreError, StoreClosed, WatchOverflow
+from .errors import InvalidArgument, SessionStoreError, StoreClosed, WatchOverflow, describe
 from .model import VariableChange
 from .state import WatchFilter, WatchStart
 
@@ -415,6 +415,14 @@ class Watching:
             yield watcher
         finally:
             source._unsubscribe(watcher)
+
+
+def check_watch_options(include_initial: object, buffer: object) -> None:
+    """Refuse what a watch cannot be opened with, before anything is subscribed."""
+    if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
+        raise InvalidArgument(f"buffer must be a positive int, got {describe(buffer)}")
+    if type(include_initial) is not bool:
+        raise InvalidArgument(f"include_initial must be a bool, got {describe(include_initial)}")
 
 
 class GuidedContext(AbstractAsyncContextManager[T]):

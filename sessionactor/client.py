@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import os
 import ssl as ssl_module
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Final, NoReturn, Self, TypeVar
 
@@ -32,7 +31,7 @@ from . import messages as m
 from ._address import UnixAddress, parse_address
 from ._api import AsyncFacade, StoreCalls
 from ._codec import Codec, EncodeError, encode_call
-from ._frozen import DEFAULT_LIMITS, FrozenMap, Limits, Owned
+from ._frozen import DEFAULT_LIMITS, FrozenMap, Limits, Owned, Refused, copy_identifiers
 from ._protocol import (
     MAX_FRAME_BYTES,
     ClientConnection,
@@ -47,7 +46,7 @@ from ._protocol import (
     WatchEventsReceived,
 )
 from ._timeouts import CallDeadlines
-from ._watch import Watcher, Watching
+from ._watch import Watcher, Watching, check_watch_options
 from .errors import (
     CallTimeout,
     ConnectionLost,
@@ -91,42 +90,6 @@ def connect(
 
 def _frozen_mapping(items: dict[Any, object]) -> FrozenMap:
     return FrozenMap._owning(items)
-
-
-def _sendable_identifiers(identifiers: object, limits: Limits) -> object:
-    """An iterable of identifiers as a tuple the wire can carry (a local store takes any
-    iterable: a generator, a dict's keys). Read no further than the first item that is
-    not a str, which the server refuses as a local store would, nor past the item limit:
-    an endless iterable is never exhausted. Anything else goes as it is, for the server
-    to refuse."""
-    if (
-        type(identifiers) is tuple
-        or type(identifiers) is list
-        or isinstance(identifiers, str | bytes | Mapping)
-        or not isinstance(identifiers, Iterable)
-    ):
-        return identifiers
-    taken: list[object] = []
-    try:
-        for item in itertools.islice(identifiers, limits.max_items + 1):
-            taken.append(item)
-            if type(item) is not str:
-                break
-    except Exception as error:  # an iterator whose own methods raise
-        raise InvalidArgument(
-            f"identifiers {describe(identifiers)} cannot be read: {describe(error)}"
-        ) from None
-    return tuple(taken)
-
-
-def _sendable(command: m.AnyCommand, limits: Limits) -> m.AnyCommand:
-    """``command`` in the form the wire carries: what a local store would take and the
-    wire cannot spell is turned into what it can, with the same meaning."""
-    if type(command) is m.GetVariables:
-        identifiers = _sendable_identifiers(command.identifiers, limits)
-        if identifiers is not command.identifiers:
-            return m.GetVariables(command.session_id, identifiers)
-    return command
 
 
 def _unsendable(command: m.AnyCommand, codec: Codec, error: Exception) -> InvalidArgument:
@@ -361,16 +324,11 @@ class RemoteSessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
         on_ready: Callable[[Watcher], None] | None = None,
     ) -> Watcher:
         """A watch pushed by the server; end it with :meth:`_unsubscribe`."""
-        if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
-            raise InvalidArgument(f"buffer must be a positive int, got {describe(buffer)}")
-        if type(include_initial) is not bool:
-            raise InvalidArgument(
-                f"include_initial must be a bool, got {describe(include_initial)}"
-            )
-        if isinstance(identifiers, list | set):
-            identifiers = tuple(identifiers)
-        identifiers = _sendable_identifiers(identifiers, self._limits)  # type: ignore[assignment]
-        request = m.WatchVariables(session_id, identifiers, pattern, include_initial, buffer)
+        check_watch_options(include_initial, buffer)
+        copied = copy_identifiers(identifiers, self._limits)  # read here, and measured
+        if type(copied) is Refused:
+            raise copied.error
+        request = m.WatchVariables(session_id, copied, pattern, include_initial, buffer)
         try:
             async with asyncio.timeout(self._call_timeout):
                 link = await self._connected()
@@ -479,7 +437,6 @@ class _Link(asyncio.Protocol):
         return self._send(command)[1]
 
     def _send(self, command: m.AnyCommand) -> tuple[int, asyncio.Future[Any]]:
-        command = _sendable(command, self.owner._limits)
         try:
             call_id = self.connection.send_call(command, trace=_trace_headers())
         except EncodeError as error:  # no wire form: nothing was sent

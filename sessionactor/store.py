@@ -28,7 +28,7 @@ from ._api import AsyncFacade, StoreCalls
 from ._frozen import Limits, Refused, copy_identifiers
 from ._imports import Checking
 from ._journal import Turn
-from ._watch import Watcher, Watching, group_by_session
+from ._watch import Watcher, Watching, check_watch_options, group_by_session
 from .errors import CallTimeout, InvalidArgument, PersistenceError, StoreClosed, describe
 from .mirror import Mirroring
 from .model import BatchGet, Variable, VariableChange
@@ -633,12 +633,7 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
         on_ready: Callable[[Watcher], None] | None = None,
     ) -> Watcher:
         """A started watcher of the session; end it with :meth:`_unsubscribe`."""
-        if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
-            raise InvalidArgument(f"buffer must be a positive int, got {describe(buffer)}")
-        if type(include_initial) is not bool:
-            raise InvalidArgument(
-                f"include_initial must be a bool, got {describe(include_initial)}"
-            )
+        check_watch_options(include_initial, buffer)
         if _running_loop() is not self._home:  # before anything is registered
             self._refuse("watch_variables")
         copied = copy_identifiers(identifiers, self._limits)  # read here, and measured
