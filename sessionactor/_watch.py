@@ -44,6 +44,7 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import ClassVar, Final, Literal, NoReturn, Protocol, TypeVar
 
+from ._frozen import Limits, Refused, copy_identifiers
 from .errors import InvalidArgument, SessionStoreError, StoreClosed, WatchOverflow, describe
 from .model import VariableChange
 from .state import WatchFilter, WatchStart
@@ -417,12 +418,19 @@ class Watching:
             source._unsubscribe(watcher)
 
 
-def check_watch_options(include_initial: object, buffer: object) -> None:
-    """Refuse what a watch cannot be opened with, before anything is subscribed."""
+def watch_arguments(
+    identifiers: object, include_initial: object, buffer: object, limits: Limits
+) -> object:
+    """Check what a watch is opened with, before anything is subscribed, and return its
+    identifiers read (in the caller's task) and measured against ``limits``."""
     if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
         raise InvalidArgument(f"buffer must be a positive int, got {describe(buffer)}")
     if type(include_initial) is not bool:
         raise InvalidArgument(f"include_initial must be a bool, got {describe(include_initial)}")
+    copied = copy_identifiers(identifiers, limits)
+    if type(copied) is Refused:
+        raise copied.error
+    return copied
 
 
 class GuidedContext(AbstractAsyncContextManager[T]):

@@ -31,7 +31,7 @@ from . import messages as m
 from ._address import UnixAddress, parse_address
 from ._api import AsyncFacade, StoreCalls
 from ._codec import Codec, EncodeError, encode_call
-from ._frozen import DEFAULT_LIMITS, FrozenMap, Limits, Owned, Refused, copy_identifiers
+from ._frozen import DEFAULT_LIMITS, FrozenMap, Limits, Owned
 from ._protocol import (
     MAX_FRAME_BYTES,
     ClientConnection,
@@ -46,7 +46,7 @@ from ._protocol import (
     WatchEventsReceived,
 )
 from ._timeouts import CallDeadlines
-from ._watch import Watcher, Watching, check_watch_options
+from ._watch import Watcher, Watching, watch_arguments
 from .errors import (
     CallTimeout,
     ConnectionLost,
@@ -324,10 +324,7 @@ class RemoteSessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
         on_ready: Callable[[Watcher], None] | None = None,
     ) -> Watcher:
         """A watch pushed by the server; end it with :meth:`_unsubscribe`."""
-        check_watch_options(include_initial, buffer)
-        copied = copy_identifiers(identifiers, self._limits)  # read here, and measured
-        if type(copied) is Refused:
-            raise copied.error
+        copied = watch_arguments(identifiers, include_initial, buffer, self._limits)
         request = m.WatchVariables(session_id, copied, pattern, include_initial, buffer)
         try:
             async with asyncio.timeout(self._call_timeout):

@@ -25,10 +25,10 @@ from anyio.abc import TaskStatus
 from . import messages as m
 from ._actor import NO_DEADLINE, Actor, finish
 from ._api import AsyncFacade, StoreCalls
-from ._frozen import Limits, Refused, copy_identifiers
+from ._frozen import Limits
 from ._imports import Checking
 from ._journal import Turn
-from ._watch import Watcher, Watching, check_watch_options, group_by_session
+from ._watch import Watcher, Watching, group_by_session, watch_arguments
 from .errors import CallTimeout, InvalidArgument, PersistenceError, StoreClosed, describe
 from .mirror import Mirroring
 from .model import BatchGet, Variable, VariableChange
@@ -633,12 +633,9 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
         on_ready: Callable[[Watcher], None] | None = None,
     ) -> Watcher:
         """A started watcher of the session; end it with :meth:`_unsubscribe`."""
-        check_watch_options(include_initial, buffer)
-        if _running_loop() is not self._home:  # before anything is registered
+        if _running_loop() is not self._home:  # before anything is read or registered
             self._refuse("watch_variables")
-        copied = copy_identifiers(identifiers, self._limits)  # read here, and measured
-        if type(copied) is Refused:
-            raise copied.error
+        copied = watch_arguments(identifiers, include_initial, buffer, self._limits)
         token = next(self._watch_tokens)
         watcher = Watcher(
             session_id,

@@ -25,8 +25,9 @@ import functools
 import itertools
 import os
 import tempfile
+import threading
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from pathlib import Path
 from typing import Any, Final, TypeAlias
@@ -252,3 +253,35 @@ def has_wire_form(value: object) -> bool:
     except EncodeError:
         return False
     return True
+
+
+class Gate:
+    """A user type whose ``validate`` holds the store's loop (a served store's too)
+    until the gate opens: a call that is being applied when something else happens.
+    ``gate.entered`` is set once a write of ``"block"`` is inside; ``gate.release``
+    lets it go (it gives up by itself after ``hold`` seconds, so nothing hangs)."""
+
+    name = "gate"
+
+    def __init__(self, hold: float = 10.0) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self._hold = hold
+
+    def validate(self, value: object) -> object:
+        if value == "block":
+            self.entered.set()
+            self.release.wait(self._hold)
+        return value
+
+    def validate_constraints(self, constraints: Mapping[str, object]) -> None:
+        return None
+
+    def check(self, value: object, constraints: Mapping[str, object]) -> None:
+        return None
+
+    def to_json(self, value: object) -> object:
+        return value
+
+    def from_json(self, data: object) -> object:
+        return data

@@ -16,14 +16,14 @@ import math
 import runpy
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
 import anyio
 import anyio.to_thread
 import pytest
-from conftest import FakeClock, OpenBlocking, backing, serve_in_thread
+from conftest import FakeClock, Gate, OpenBlocking, backing, serve_in_thread
 
 from sessionactor import (
     AtomicUpdateError,
@@ -266,36 +266,8 @@ def test_close_answers_every_thread_still_calling(mailbox_size: int | None) -> N
 # Timeouts and the wrong thread
 
 
-class Gate:
-    """A user type whose ``validate`` blocks the store's loop until the gate opens."""
-
-    name = "gate"
-
-    def __init__(self) -> None:
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def validate(self, value: object) -> object:
-        if value == "block":
-            self.entered.set()
-            self.release.wait(PROMPT)
-        return value
-
-    def validate_constraints(self, constraints: Mapping[str, object]) -> None:
-        return None
-
-    def check(self, value: object, constraints: Mapping[str, object]) -> None:
-        return None
-
-    def to_json(self, value: object) -> object:
-        return value
-
-    def from_json(self, data: object) -> object:
-        return data
-
-
 def test_a_call_waits_at_most_call_timeout_even_when_the_loop_is_blocked() -> None:
-    gate = Gate()
+    gate = Gate(hold=PROMPT)
     with BlockingSessionStore(types=[gate], call_timeout=0.2) as store:
         store.create_session(SID)
         store.register_variable(SID, "g", "gate", "open")

@@ -20,15 +20,14 @@ import shutil
 import ssl
 import stat
 import subprocess
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
 import anyio
 import anyio.to_thread
 import pytest
-from conftest import AnyStore, backing, serve_in_thread
+from conftest import AnyStore, Gate, backing, serve_in_thread
 
 from sessionactor import (
     AuthenticationFailed,
@@ -351,39 +350,10 @@ async def test_tls_carries_the_same_protocol(certificate: tuple[Path, Path]) -> 
 # -- when there is no answer: ConnectionLost and CallTimeout ---------------------------------------
 
 
-class Gate:
-    """A user type (on the server) whose ``validate`` holds the server's loop until the
-    gate opens: a call that is being applied when something goes wrong."""
-
-    name = "gate"
-
-    def __init__(self) -> None:
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def validate(self, value: object) -> object:
-        if value == "block":
-            self.entered.set()
-            self.release.wait(PROMPT)
-        return value
-
-    def validate_constraints(self, constraints: Mapping[str, object]) -> None:
-        return None
-
-    def check(self, value: object, constraints: Mapping[str, object]) -> None:
-        return None
-
-    def to_json(self, value: object) -> object:
-        return value
-
-    def from_json(self, data: object) -> object:
-        return data
-
-
 @pytest.fixture
 def gated() -> Iterator[tuple[Gate, str]]:
     """A store with the ``gate`` type, served from its own loop thread: its address."""
-    gate = Gate()
+    gate = Gate(hold=PROMPT)
     with (
         BlockingSessionStore(types=[gate]) as served,
         serve_in_thread(served, "tcp") as server,
