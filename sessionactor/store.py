@@ -14,6 +14,7 @@ import itertools
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from types import TracebackType
@@ -59,6 +60,7 @@ _Future: Final = asyncio.Future
 _monotonic: Final = time.monotonic
 # The loop running in this thread, or None: a C call, as cheap as reading the thread id.
 _running_loop: Final = asyncio.events._get_running_loop
+_get_ident: Final = threading.get_ident
 
 
 def _put_nowhere(envelope: object) -> None:
@@ -236,6 +238,10 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._open = False  # calls are taken
         self._home: asyncio.AbstractEventLoop | None = None  # the loop it runs in, while open
+        # The thread that loop runs in, and whether it runs now: the cheap form of "is
+        # the caller in the store's loop?" (see _call).
+        self._home_thread: int | None = None
+        self._home_running: Callable[[], bool] = bool
         self._put: Callable[[Any], None] = _put_nowhere
         self._closed_reason = _NOT_STARTED
         # Watch: live watchers by session id, then by token.
@@ -273,6 +279,8 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
             database.start(on_commit)
         self._put = actor.mailbox.put_nowait
         self._home = loop
+        self._home_thread = _get_ident()
+        self._home_running = loop.is_running
         self._open = True
         return actor
 
@@ -354,6 +362,7 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
     def _close_calls(self) -> None:
         self._open = False
         self._home = None
+        self._home_thread = None
         self._closed_reason = _STOPPED
         if self._actor is not None and self._actor.failure is not None:
             self._closed_reason = f"the session store stopped: {self._actor.failure}"
@@ -440,10 +449,13 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
     # -- the call path -------------------------------------------------------------
 
     def _call(self, command: m.Command[R]) -> Awaitable[R]:
-        # One test covers both "running?" and "from the store's own loop?": the loop
-        # it runs in is recorded at start and forgotten at stop. (Another thread, or
-        # another loop in this thread, is not the store's loop.)
-        if _running_loop() is not self._home:
+        # One test covers both "running?" and "from the store's own loop?": the thread
+        # its loop runs in is recorded at start and forgotten at stop, and that loop must
+        # be running now (in that thread no other loop can run at the same time). Asking
+        # asyncio for the running loop instead would cost a getpid() system call per call.
+        if (_get_ident() != self._home_thread or not self._home_running()) and not (
+            self._at_home()
+        ):
             self._refuse(command.operation)
         if command.special:
             return self._special_call(command)
@@ -479,6 +491,17 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
         if not self._open:
             self._refuse(command.operation)
         return await self._special_call(command)
+
+    def _at_home(self) -> bool:
+        """The exact check behind the cheap one: is the store running, and the caller in
+        its loop? If so the loop was stopped and run again in another thread, which the
+        cheap check learns here. (Until a call from the new thread teaches it, a call
+        from the old thread while the loop runs elsewhere would pass the cheap check: a
+        loop moved between threads under a running store is the one case it trusts.)"""
+        if self._open and _running_loop() is self._home:
+            self._home_thread = _get_ident()
+            return True
+        return False
 
     def _refuse(self, operation: str) -> NoReturn:
         """A call the store cannot take: it is not running, or the caller is not in the
@@ -594,7 +617,9 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
     def _read_now(self, command: m.Command[R]) -> R:
         if not self._open:
             raise StoreClosed(self._closed_reason)
-        if _running_loop() is not self._home:
+        if (_get_ident() != self._home_thread or not self._home_running()) and not (
+            self._at_home()
+        ):
             raise RuntimeError(
                 f"{command.operation}_nowait must be called in the store's own event loop"
             )

@@ -259,6 +259,48 @@ def test_a_call_from_another_loop_in_the_same_thread_is_refused_and_not_applied(
         home.close()
 
 
+def test_a_store_whose_loop_moves_to_another_thread_serves_there_and_refuses_the_old() -> None:
+    """The loop is stopped in one thread and run in another: calls made in the loop,
+    now in the new thread, are served (the nowait reads too); a call from the old
+    thread, through a loop of its own, is refused and not applied."""
+    store = SessionStore()
+    home = asyncio.new_event_loop()
+
+    async def start() -> None:
+        await store.__aenter__()
+        await store.create_session(SID)
+        await store.register_variable(SID, "x", "integer", 0)
+
+    async def in_the_moved_loop() -> tuple[int, object]:
+        updated = await store.update_variable(SID, "x", 4)
+        return updated.version, store.get_variable_nowait(SID, "x").value
+
+    async def from_the_old_thread() -> BaseException | None:
+        try:
+            await store.update_variable(SID, "x", 9)
+        except BaseException as error:
+            return error
+        return None
+
+    home.run_until_complete(asyncio.wait_for(start(), PROMPT))
+    runner = threading.Thread(target=home.run_forever)
+    runner.start()
+    try:
+        moved = asyncio.run_coroutine_threadsafe(in_the_moved_loop(), home).result(PROMPT)
+        assert moved == (1, 4)
+        error = asyncio.run(asyncio.wait_for(from_the_old_thread(), PROMPT))
+        assert_refused(error, "update_variable")
+        value = asyncio.run_coroutine_threadsafe(store.get_variable_value(SID, "x"), home).result(
+            PROMPT
+        )
+        assert value == 4, "the call from the old thread was applied"
+        asyncio.run_coroutine_threadsafe(store.aclose(), home).result(PROMPT)
+    finally:
+        home.call_soon_threadsafe(home.stop)
+        runner.join(PROMPT)
+        home.close()
+
+
 @pytest.mark.parametrize("form", ["watch_variables", "mirror"])
 async def test_a_watch_from_another_thread_is_refused_without_touching_the_store(
     form: str,
