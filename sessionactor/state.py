@@ -128,6 +128,7 @@ from .model import (
     StoreStats,
     Variable,
     VariableChange,
+    _VariableSlots,
     next_version,
 )
 from .types import CompiledConstraints, TypeRegistry, TypeSpec
@@ -282,7 +283,10 @@ class StoreCounters:
 
     variable_operations: defaultdict[tuple[str, str], int] = attrs.Factory(
         lambda: defaultdict(int)
-    )  # (operation, type)
+    )  # (operation, type), besides the two below
+    # type -> count of single gets and updates: the hottest counts, one increment each.
+    gets: defaultdict[str, int] = attrs.Factory(lambda: defaultdict(int))
+    updates: defaultdict[str, int] = attrs.Factory(lambda: defaultdict(int))
     batch_sizes: dict[str, int] = attrs.Factory(dict)  # operation -> variables
     rejections: dict[tuple[str, str, str], int] = attrs.Factory(dict)  # (reason, type, operation)
     session_events: dict[str, int] = attrs.Factory(dict)  # created / deleted / expired
@@ -292,6 +296,18 @@ class StoreCounters:
 
     def count_operation(self, operation: str, type_name: str, amount: int = 1) -> None:
         self.variable_operations[(operation, type_name)] += amount
+
+    def operations(self) -> dict[tuple[str, str], int]:
+        """Every count by (operation, type), the single gets and updates included.
+
+        Safe to call from another thread: each table is copied in one step.
+        """
+        total = dict(self.variable_operations)
+        for operation, table in (("get", self.gets), ("update", self.updates)):
+            for type_name, count in dict(table).items():
+                key = (operation, type_name)
+                total[key] = total.get(key, 0) + count
+        return total
 
     def count_rejection(self, error: ValidationError, type_name: str, operation: str) -> None:
         reason = (
@@ -391,9 +407,6 @@ class StoreState:
         self._wall_clock = wall_clock
         self.types = types if types is not None else TypeRegistry()
         self._specs = self.types.by_name()  # a variable's type is always registered
-        # Counter keys made once: a get or an update counts with one dict increment.
-        self._get_keys = {name: ("get", name) for name in self._specs}
-        self._update_keys = {name: ("update", name) for name in self._specs}
         self._now = clock()
         self._wall_now = wall_clock()
         self._debug = False  # whether update logging is on, read once per turn
@@ -980,9 +993,7 @@ class StoreState:
         self, variable: Variable, value: object, caller_metadata: FrozenMap, wall: float
     ) -> Variable:
         if caller_metadata is not EMPTY_MAPPING:  # (a FrozenMap's len() is a Python call)
-            base: Mapping[str, object] = {**variable.metadata, **caller_metadata}
-            self._check_merged(base, "variable metadata")
-            metadata = UpdateMetadata.build(base, caller_metadata.get("source", "python"), wall)
+            metadata = self._merged_metadata(variable, caller_metadata, wall)
         else:
             # Variables registered alike share their base metadata, and updates in one
             # turn share the time: such updates share one (immutable) metadata view.
@@ -994,6 +1005,14 @@ class StoreState:
                 metadata = self._last_metadata = UpdateMetadata.build(base, "python", wall)
         self.revision += 1
         return next_version(variable, value, metadata, wall, self.revision)
+
+    def _merged_metadata(
+        self, variable: Variable, caller_metadata: FrozenMap, wall: float
+    ) -> UpdateMetadata:
+        """An updated variable's metadata when the caller gave some: merged with the old."""
+        base: Mapping[str, object] = {**variable.metadata, **caller_metadata}
+        self._check_merged(base, "variable metadata")
+        return UpdateMetadata.build(base, caller_metadata.get("source", "python"), wall)
 
     # -- variable handlers ---------------------------------------------------------
 
@@ -1068,7 +1087,7 @@ class StoreState:
         record.last_accessed = self._wall_now
         if self._touched is not None:
             self._touched[record.id] = record
-        self.counters.variable_operations[self._get_keys[variable.type]] += 1
+        self.counters.gets[variable.type] += 1
         return variable
 
     def _get_variable_value(self, command: GetVariableValue) -> object:
@@ -1116,9 +1135,34 @@ class StoreState:
         if expected is not None:
             self._check_expected(variable, expected)
 
-        # _updated and _commit, written out: the method calls are a tenth of an update.
+        # _updated, next_version and _commit, written out: their calls are a fifth of an
+        # update. Updates in one turn with no metadata of their own share one view.
         wall = self._wall_now
-        new = self._updated(variable, value, caller_metadata, wall)
+        if caller_metadata is EMPTY_MAPPING:
+            metadata = self._last_metadata
+            base = variable.metadata
+            if type(base) is UpdateMetadata:
+                base = base._base
+            if metadata._base is not base or metadata._wall != wall or metadata._source != "python":
+                metadata = self._last_metadata = UpdateMetadata.build(base, "python", wall)
+        else:
+            metadata = self._merged_metadata(variable, caller_metadata, wall)
+        self.revision += 1
+        fresh: Any = _new_object(_VariableSlots)  # then a Variable: see build_variable
+        fresh.id = variable.id
+        fresh.name = variable.name
+        fresh.type = variable.type
+        fresh.value = value
+        fresh.constraints = variable.constraints
+        fresh.metadata = metadata
+        fresh.version = variable.version + 1
+        fresh.created_at = variable.created_at
+        fresh.updated_at = wall
+        fresh.revision = self.revision
+        fresh.optimizer_id = variable.optimizer_id
+        fresh.optimization_started_at = variable.optimization_started_at
+        fresh.__class__ = Variable
+        new: Variable = fresh
         variables[new.id] = new
         record.snapshot = None
         if self.journal is not None:
@@ -1142,7 +1186,7 @@ class StoreState:
         record.total_variable_updates += 1
         record.expires_at = self._now + record.ttl
         record.last_accessed = wall
-        self.counters.variable_operations[self._update_keys[new.type]] += 1
+        self.counters.updates[new.type] += 1
         if self._debug:
             _log.debug(
                 "updated variable %s in session %s to version %d", new.id, record.id, new.version

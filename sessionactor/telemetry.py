@@ -229,7 +229,14 @@ def _sum_tables(tables: Iterable[Mapping[K, int]]) -> dict[K, int]:
 
 
 def _merge_into(target: StoreCounters, source: StoreCounters) -> None:
-    for name in ("variable_operations", "batch_sizes", "rejections", "session_events"):
+    for name in (
+        "variable_operations",
+        "gets",
+        "updates",
+        "batch_sizes",
+        "rejections",
+        "session_events",
+    ):
         table = getattr(target, name)
         for key, count in dict(getattr(source, name)).items():
             table[key] = table.get(key, 0) + count
@@ -343,7 +350,7 @@ class _ProviderMetrics:
 
     def _observe_operations(self, options: CallbackOptions) -> Iterable[Observation]:
         with self._lock:
-            totals = _sum_tables(c.variable_operations for c in self._counters())
+            totals = _sum_tables(c.operations() for c in self._counters())
         return [
             Observation(count, {"operation": operation, "variable.type": type_name})
             for (operation, type_name), count in totals.items()

@@ -60,12 +60,12 @@ async def test_nowait_reads_touch_the_session_and_count() -> None:
     clock = FakeClock()
     async with SessionStore(clock=clock, default_ttl=10.0) as store:
         await _store_with_variables(store)
-        gets_before = store._state.counters.variable_operations.get(("get", "integer"), 0)
+        gets_before = store._state.counters.operations().get(("get", "integer"), 0)
         for _ in range(3):
             clock.advance(8.0)
             store.get_variable_nowait(SID, "a")  # each read postpones expiry by the ttl
         assert await store.session_exists(SID)
-        after = store._state.counters.variable_operations.get(("get", "integer"), 0)
+        after = store._state.counters.operations().get(("get", "integer"), 0)
         assert after == gets_before + 3
         clock.advance(10.0)
         with pytest.raises(SessionNotFound):
