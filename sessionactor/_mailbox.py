@@ -28,12 +28,14 @@ class Mailbox(Generic[T]):
     never overtake a putter that is already waiting.
     """
 
-    __slots__ = ("_closed_error", "_getter", "_items", "_maxsize", "_putters", "_reserved")
+    __slots__ = ("_closed_error", "_maxsize", "_putters", "_reserved", "items", "reader")
 
     def __init__(self, maxsize: int | None = None) -> None:
-        self._items: deque[T] = deque()
+        # An unbounded mailbox may also be written directly, as put_nowait does:
+        # append to ``items``, then ``wake()`` the reader if ``reader`` is set.
+        self.items: deque[T] = deque()
+        self.reader: asyncio.Future[None] | None = None  # set while the reader waits
         self._maxsize = maxsize or 0
-        self._getter: asyncio.Future[None] | None = None
         self._putters: deque[asyncio.Future[None]] = deque()
         self._reserved = 0  # slots handed to woken putters that have not put yet
         self._closed_error: BaseException | None = None
@@ -42,27 +44,24 @@ class Mailbox(Generic[T]):
 
     def qsize(self) -> int:
         """Envelopes waiting to be taken."""
-        return len(self._items)
+        return len(self.items)
 
     def empty(self) -> bool:
-        return not self._items
+        return not self.items
 
     def full(self) -> bool:
         """Whether a new caller must wait for room."""
         if not self._maxsize:
             return False
-        return bool(self._putters) or len(self._items) + self._reserved >= self._maxsize
+        return bool(self._putters) or len(self.items) + self._reserved >= self._maxsize
 
     def put_nowait(self, item: T) -> None:
         """Append ``item``; ``asyncio.QueueFull`` if a caller must wait for room."""
         if self._maxsize and self.full():
             raise asyncio.QueueFull
-        self._items.append(item)
-        getter = self._getter
-        if getter is not None:
-            self._getter = None
-            if not getter.done():
-                getter.set_result(None)
+        self.items.append(item)
+        if self.reader is not None:
+            self.wake()
 
     async def put(self, item: T) -> None:
         """Append ``item``, waiting for room first if the mailbox is bounded and full.
@@ -90,16 +89,13 @@ class Mailbox(Generic[T]):
         if self._closed_error is not None:  # closed after we were woken
             raise self._closed_error
         self._reserved -= 1
-        self._items.append(item)
-        getter = self._getter
-        if getter is not None:
-            self._getter = None
-            if not getter.done():
-                getter.set_result(None)
+        self.items.append(item)
+        if self.reader is not None:
+            self.wake()
 
     def _wake_putters(self) -> None:
         putters = self._putters
-        room = self._maxsize - len(self._items) - self._reserved
+        room = self._maxsize - len(self.items) - self._reserved
         while room > 0 and putters:
             waiter = putters.popleft()
             if waiter.done():  # cancelled while waiting: it holds nothing
@@ -112,7 +108,7 @@ class Mailbox(Generic[T]):
 
     def take(self, limit: int) -> list[T]:
         """Up to ``limit`` envelopes, oldest first (none if empty); frees their slots."""
-        items = self._items
+        items = self.items
         if len(items) <= limit:
             batch = list(items)
             items.clear()
@@ -125,19 +121,19 @@ class Mailbox(Generic[T]):
 
     async def wait(self) -> None:
         """Return once the mailbox holds something (at once if it does)."""
-        if self._items:
+        if self.items:
             return
-        getter = self._getter = asyncio.get_running_loop().create_future()
+        getter = self.reader = asyncio.get_running_loop().create_future()
         try:
             await getter
         finally:
-            self._getter = None
+            self.reader = None
 
     def wake(self) -> None:
         """Wake the reader even though nothing was put (it has something else to see)."""
-        getter = self._getter
+        getter = self.reader
         if getter is not None:
-            self._getter = None
+            self.reader = None
             if not getter.done():
                 getter.set_result(None)
 
@@ -149,6 +145,6 @@ class Mailbox(Generic[T]):
             if not waiter.done():
                 waiter.set_exception(error)
         self._reserved = 0
-        left = list(self._items)
-        self._items.clear()
+        left = list(self.items)
+        self.items.clear()
         return left

@@ -16,19 +16,20 @@ import math
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, NoReturn, Self, TypeVar, cast
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar, Final, NoReturn, Self, TypeVar, cast
 
 import anyio
 from anyio.abc import TaskStatus
 
 from . import messages as m
-from ._actor import NO_DEADLINE, Actor, finish
+from ._actor import NO_DEADLINE, Actor, Envelope, finish
 from ._api import AsyncFacade, StoreCalls
 from ._frozen import Limits
 from ._imports import Checking
 from ._journal import Turn
+from ._mailbox import Mailbox
 from ._watch import Watcher, Watching, group_by_session, watch_arguments
 from .errors import CallTimeout, InvalidArgument, PersistenceError, StoreClosed, describe
 from .mirror import Mirroring
@@ -243,6 +244,11 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
         self._home_thread: int | None = None
         self._home_running: Callable[[], bool] = bool
         self._put: Callable[[Any], None] = _put_nowhere
+        # The generated methods' own call path (_send_source): the mailbox, written
+        # directly, when calls need neither room nor telemetry.
+        self._mailbox: Mailbox[Envelope] | None = None
+        self._append: Callable[[Any], None] = _put_nowhere
+        self._direct = False
         self._closed_reason = _NOT_STARTED
         # Watch: live watchers by session id, then by token.
         self._watchers: dict[str, dict[int, Watcher]] = {}
@@ -278,6 +284,9 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
 
             database.start(on_commit)
         self._put = actor.mailbox.put_nowait
+        self._mailbox = actor.mailbox
+        self._append = actor.mailbox.items.append
+        self._direct = self._mailbox_size is None and not self._telemetry.instruments_calls
         self._home = loop
         self._home_thread = _get_ident()
         self._home_running = loop.is_running
@@ -447,6 +456,24 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
         return self._limits
 
     # -- the call path -------------------------------------------------------------
+
+    # What every generated method does with its command (see _api._method), unless the
+    # command is special: the common case of _call written out there, which saves a
+    # Python call (and the mailbox's) on every call. The store must run in this thread's
+    # running loop (as in _call), with an unbounded mailbox and calls not instrumented;
+    # anything else (a refusal included) goes through _call.
+    _send_source = """\
+if self._direct and _get_ident() == self._home_thread and self._home_running():
+    future = _Future(loop=self._loop)
+    self._append((command, future, _monotonic() + self._timeout_seconds))
+    if self._mailbox.reader is not None:
+        self._mailbox.wake()
+    return await future
+return await self._call(command)
+"""
+    _send_names: ClassVar[Mapping[str, Any]] = MappingProxyType(
+        {"_Future": _Future, "_get_ident": _get_ident, "_monotonic": _monotonic}
+    )
 
     def _call(self, command: m.Command[R]) -> Awaitable[R]:
         # One test covers both "running?" and "from the store's own loop?": the thread

@@ -77,7 +77,7 @@ def fingerprint(store: SessionStore) -> tuple[object, ...]:
 def mailbox_of(store: SessionStore) -> list[object]:
     actor = store._actor
     assert isinstance(actor, Actor)
-    return list(actor.mailbox._items)
+    return list(actor.mailbox.items)
 
 
 @pytest.fixture

@@ -220,7 +220,7 @@ async def test_wait_cancelled_leaves_no_getter_behind() -> None:
     waiter.cancel()
     await settle()
     assert waiter.cancelled()
-    assert mailbox._getter is None
+    assert mailbox.reader is None
     mailbox.put_nowait(1)  # no one to wake: must not fail
     assert mailbox.take(10) == [1]
 
