@@ -1123,13 +1123,16 @@ class StoreState:
         if command.optimizer_id is not None:
             check_id(command.optimizer_id, "optimizer id")
         value = command.value
-        try:  # _validate_value, written out
-            if type(value) is Refused:
-                raise value.error
-            value = variable.constraints.check_value(value)  # type: ignore[attr-defined]
-        except ValidationError as error:
-            self.counters.count_rejection(error, variable.type, "update")
-            raise
+        constraints: CompiledConstraints = variable.constraints  # type: ignore[assignment]
+        # A float within its float variable's range needs no more checking.
+        if type(value) is not float or not constraints.low <= value <= constraints.high:
+            try:  # _validate_value, written out
+                if type(value) is Refused:
+                    raise value.error
+                value = constraints.check_value(value)
+            except ValidationError as error:
+                self.counters.count_rejection(error, variable.type, "update")
+                raise
         if variable.optimizer_id is not None:
             self._check_unlocked(variable, command.optimizer_id)
         if expected is not None:

@@ -20,7 +20,7 @@ import numbers
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Final, Protocol, runtime_checkable
+from typing import Final, Protocol, cast, runtime_checkable
 
 import attrs
 import re2
@@ -771,10 +771,14 @@ class CompiledConstraints(FrozenMap):
     two comparisons); other types get ``validate`` followed by ``check``.
     """
 
-    __slots__ = ("check_value", "type_name")
+    __slots__ = ("check_value", "high", "low", "type_name")
 
     check_value: Checker
     type_name: str
+    # The range a float value needs to lie in to need no more checking, for the
+    # built-in float type (min/max, or the whole line); an empty one for other types.
+    low: float
+    high: float
 
 
 def _generic_checker(spec: TypeSpec, constraints: Constraints) -> Checker:
@@ -848,6 +852,12 @@ class TypeRegistry:
         else:
             compiled.check_value = make_checker(compiled)
         compiled.type_name = spec.name
+        if spec is BUILTIN_TYPES["float"]:  # the bounds as check_value compares them
+            low, high = frozen.get("min"), frozen.get("max")
+            compiled.low = -math.inf if low is None else cast(float, low)
+            compiled.high = math.inf if high is None else cast(float, high)
+        else:
+            compiled.low, compiled.high = math.inf, -math.inf
         return compiled
 
     def constraints_from_json(self, spec: TypeSpec, constraints: object) -> CompiledConstraints:

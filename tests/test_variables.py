@@ -37,6 +37,7 @@ from sessionactor import (
     VariableNotFound,
     VariableType,
 )
+from sessionactor.types import FloatType
 
 EXPORT_KEYS = {
     "id",
@@ -1060,6 +1061,57 @@ def test_export_import_round_trip_keeps_everything(
             assert await target.import_variables("t", json.loads(text)) == len(entries)
 
             assert_same_variables(await target.list_variables("t"), original)
+
+    asyncio.run(scenario())
+
+
+_bound = st.none() | st.floats(allow_nan=False) | st.integers(min_value=-5, max_value=5)
+
+
+@PROPERTY_SETTINGS
+@given(
+    low=_bound,
+    high=_bound,
+    values=st.lists(st.floats() | st.sampled_from([-0.0, 0.0, 1, True]), min_size=1, max_size=8),
+)
+def test_float_updates_accept_exactly_what_the_float_type_accepts(
+    low: float | None, high: float | None, values: list[object]
+) -> None:
+    """Whatever path an update takes (an in-range float needs no more checking), a
+    value is stored exactly when the float type and its bounds accept it, as given."""
+    if low is not None and high is not None and low > high:
+        low, high = high, low
+    constraints = {key: bound for key, bound in (("min", low), ("max", high)) if bound is not None}
+    spec = FloatType()
+
+    def accepted(value: object) -> object:
+        try:
+            stored = spec.validate(value)
+            spec.check(stored, constraints)
+        except ValidationError:
+            return None
+        return stored
+
+    async def scenario() -> None:
+        async with SessionStore() as store:
+            await store.create_session("s")
+            start = low if low is not None else (high if high is not None else 0.0)
+            await store.register_variable("s", "x", "float", float(start), constraints=constraints)
+            version = 0
+            for value in values:
+                expected = accepted(value)
+                if expected is None:
+                    with pytest.raises(ValidationError):
+                        await store.update_variable("s", "x", value)
+                    continue
+                updated = await store.update_variable("s", "x", value)
+                version += 1
+                assert updated.version == version
+                assert type(updated.value) is float
+                assert math.copysign(1.0, updated.value) == math.copysign(1.0, expected)  # type: ignore[arg-type]
+                assert updated.value == expected or (
+                    expected != expected and updated.value != updated.value
+                )
 
     asyncio.run(scenario())
 
