@@ -25,8 +25,35 @@ __all__ = [
 ]
 
 
+class _VariableSlots:
+    """The storage of a :class:`Variable`, without its frozen ``__setattr__``.
+
+    The store builds a variable on every update from fields it has already
+    checked; attrs' frozen ``__init__`` sets each field through
+    ``object.__setattr__``, which costs three times as much as plain slot stores.
+    :func:`build_variable` fills an instance of this class and then makes it a
+    ``Variable``: a ``__class__`` change CPython allows, and checks quickly, because
+    ``Variable`` adds no slots of its own to these.
+    """
+
+    __slots__ = (
+        "constraints",
+        "created_at",
+        "id",
+        "metadata",
+        "name",
+        "optimization_started_at",
+        "optimizer_id",
+        "revision",
+        "type",
+        "updated_at",
+        "value",
+        "version",
+    )
+
+
 @attrs.frozen(weakref_slot=False)
-class Variable:
+class Variable(_VariableSlots):
     """One typed, constrained, versioned value in a session.
 
     ``version`` counts successful updates (0 at registration); ``revision`` is
@@ -51,19 +78,6 @@ class Variable:
     def optimizing(self) -> bool:
         """Whether an optimizer holds this variable's lock."""
         return self.optimizer_id is not None
-
-
-class _VariableSlots:
-    """The slot layout of :class:`Variable` without its frozen ``__setattr__``.
-
-    The store builds a variable on every update from fields it has already
-    checked; attrs' frozen ``__init__`` sets each field through
-    ``object.__setattr__``, which costs three times as much as plain slot stores.
-    :func:`build_variable` fills an instance of this class and then makes it a
-    ``Variable`` (the same layout, so CPython allows the ``__class__`` change).
-    """
-
-    __slots__ = getattr(Variable, "__slots__")  # noqa: B009 - attrs makes it; mypy cannot see
 
 
 def build_variable(
