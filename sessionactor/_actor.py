@@ -11,22 +11,26 @@ turns. Turns are answered in order, so no reply ever goes out before every
 earlier turn is durable. If a commit fails the store fails stop: every parked
 call, every queued call and every later call gets :class:`PersistenceError`.
 
-An envelope carries its call's deadline. A call still queued when its deadline
-passes is not applied at all (its caller gets :class:`CallTimeout`); a reply
-that is ready only after its deadline (the loop was held up, or the disk) is
-dropped and the caller gets ``CallTimeout`` too. A call whose caller was
-cancelled after sending it is still applied and its reply dropped, as with
-``GenServer.call``.
+A call's ``call_timeout`` counts from when the actor first sees it queued: the
+start of the turn after it was put (callers put only between turns, so that is
+at most one pass of the event loop later), which spares every call a clock
+reading. The actor keeps when it saw the queued calls as runs, oldest first. A
+call still queued when its deadline passes is not applied at all (its caller
+gets :class:`CallTimeout`); a reply that is ready only after its deadline (the
+loop was held up, or the disk) is dropped and the caller gets ``CallTimeout``
+too. A call whose caller was cancelled after sending it is still applied and
+its reply dropped, as with ``GenServer.call``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from ._journal import Turn
@@ -47,15 +51,14 @@ from .state import StoreState
 if TYPE_CHECKING:
     from ._persistence import Database
 
-__all__ = ["NO_DEADLINE", "Actor", "Envelope", "finish"]
+__all__ = ["Actor", "Envelope", "finish"]
 
-Envelope = tuple[AnyCommand, "asyncio.Future[Any] | None", float]
-"""(command, the caller's reply future or None for no reply, deadline in monotonic seconds)."""
+Envelope = tuple[AnyCommand, "asyncio.Future[Any] | None"]
+"""(command, the caller's reply future or None for no reply)."""
 
 OnChanges = Callable[[int, list[VariableChange]], None]
 """Publishes committed watch changes, numbered from the first argument."""
 
-NO_DEADLINE: Final = math.inf
 _MAX_BATCH: Final = 512  # bounds how long one turn holds the loop (turns yield between)
 _FREE_CHUNK: Final = 2048  # dropped variables freed per loop iteration after a deletion
 _WATCHDOG_TICK: Final = 0.05  # seconds between deadline checks of turns waiting for the disk
@@ -78,22 +81,38 @@ class _Sweep(Command[None]):
     operation: ClassVar[str] = "sweep"
 
 
+Runs = list[list[float]]
+"""When the actor first saw queued calls: ``[count, monotonic seconds]`` runs, oldest first."""
+
+
+def _seen_before(runs: Runs, cutoff: float) -> int:
+    """How many calls, from the first, were first seen before ``cutoff``."""
+    count = 0
+    for size, seen_at in runs:
+        if seen_at >= cutoff:
+            break
+        count += int(size)
+    return count
+
+
 class _Parked:
     """A handled turn waiting until the transaction ``seq`` (and every earlier one) is durable."""
 
-    __slots__ = ("batch", "changes", "first", "replies", "seq")
+    __slots__ = ("batch", "changes", "first", "replies", "runs", "seq")
 
     def __init__(
         self,
         seq: int,
         batch: list[Envelope],
         replies: list[object],
+        runs: Runs,
         first: int,
         changes: list[VariableChange],
     ) -> None:
         self.seq = seq
         self.batch = batch
         self.replies = replies
+        self.runs = runs
         self.first = first
         self.changes = changes
 
@@ -118,6 +137,10 @@ class Actor:
         self.finished = False  # the loop has ended and the mailbox was answered
         self.failure: PersistenceError | None = None  # a commit failed: the store stopped
         self.call_timeout = call_timeout
+        self._timeout = math.inf if call_timeout is None else call_timeout
+        # When the calls still queued were first seen (see Runs), and how many are.
+        self._seen: deque[list[float]] = deque()
+        self._seen_count = 0
         self._cleanup_interval = cleanup_interval
         self._sweep_timer: asyncio.TimerHandle | None = None
         self._on_changes = on_changes
@@ -150,47 +173,47 @@ class Actor:
         monotonic = time.monotonic
         durable = self._database is not None
         batch: list[Envelope] = []
+        command: AnyCommand | None = None
+        runs: Runs = []
         replies = self._replies
+        timeout = self._timeout
         try:
             while True:
+                now = monotonic()
+                self._see(now)
                 batch = self._batch = mailbox.take(_MAX_BATCH)
                 if not batch:
                     if self.failure is not None:
                         raise self.failure
                     await mailbox.wait()
                     continue
+                runs = self._taken(len(batch))
 
                 # 1. handle: apply every command of the batch, in order
                 state.begin_turn()
-                now = monotonic()
+                envelopes = iter(batch)
                 skipped = 0
-                for command, future, deadline in batch:
-                    if deadline < now:  # its caller was told CallTimeout or is, now: skip it
-                        if not future.done():  # type: ignore[union-attr]
-                            future.set_exception(self._timeout(command))  # type: ignore[union-attr]
-                        replies.append(_SKIPPED)
-                        skipped += 1
-                        continue
+                if runs[0][1] < now - timeout:  # some waited past their deadline
+                    skipped = self._skip_overdue(envelopes, _seen_before(runs, now - timeout))
+                for command, _ in envelopes:
                     try:
                         replies.append(handlers[type(command)](command))
                     except SessionStoreError as error:
                         replies.append(_Failed(error))
                     except Exception as error:
-                        failure = InternalError(command.operation, error)
-                        failure.__cause__ = error
-                        replies.append(_Failed(failure))
+                        replies.append(self._internal_error(command, error))
                 state.commands_processed += len(batch) - skipped
-                del command, future  # the last command (a large import...) is not kept idle
+                command = None  # the last command (a large import...) is not kept idle
 
                 if durable:
                     # 2. persist: the turn's changes become one transaction; the turn
                     # waits for it (and for every earlier one) before it is answered.
-                    self._park(batch, replies)
+                    self._park(batch, replies, runs)
                     batch = self._batch = []
                     replies = self._replies = []
                 else:
                     # 3. answer, then tell watchers what was committed
-                    self._answer(batch, replies, monotonic())
+                    self._answer(batch, replies, runs, monotonic())
                     if state.changes:
                         self._publish(*state.take_changes())
                 if state.garbage and not self._freeing:
@@ -205,35 +228,91 @@ class Actor:
             for timer in (self._sweep_timer, self._touch_timer, self._watchdog):
                 if timer is not None:
                     timer.cancel()
-            self._answer(batch, replies, math.inf)  # a batch cut short still gets its replies
+            self._answer(batch, replies, [], math.inf)  # a batch cut short still gets its replies
             self.drain_closed()
             if state.changes and not durable:
                 self._publish(*state.take_changes())
             state.garbage.clear()
             self.finished = True
 
+    def _see(self, now: float) -> None:
+        """The calls put since the last turn are first seen now."""
+        queued = self.mailbox.qsize()
+        if queued > self._seen_count:
+            self._seen.append([queued - self._seen_count, now])
+            self._seen_count = queued
+
+    def _taken(self, count: int) -> Runs:
+        """The runs of the ``count`` calls just taken (the oldest), off the queued ones'."""
+        seen = self._seen
+        self._seen_count -= count
+        runs: Runs = []
+        while count:
+            run = seen[0]
+            if run[0] <= count:
+                runs.append(seen.popleft())
+                count -= int(run[0])
+            else:
+                runs.append([count, run[1]])
+                run[0] -= count
+                count = 0
+        return runs
+
+    def _skip_overdue(self, envelopes: Iterator[Envelope], count: int) -> int:
+        """The next ``count`` calls waited in the queue past their deadline: their callers
+        get CallTimeout, and they are not applied (the store's own messages, which nobody
+        awaits, still run). Returns how many were skipped."""
+        replies = self._replies
+        skipped = 0
+        for command, future in itertools.islice(envelopes, count):
+            if future is None:
+                try:
+                    replies.append(self._handlers[type(command)](command))
+                except SessionStoreError as error:
+                    replies.append(_Failed(error))
+                except Exception as error:
+                    replies.append(self._internal_error(command, error))
+                continue
+            if not future.done():
+                future.set_exception(self._timeout_error(command))
+            replies.append(_SKIPPED)
+            skipped += 1
+        return skipped
+
+    @staticmethod
+    def _internal_error(command: AnyCommand, error: Exception) -> _Failed:
+        failure = InternalError(command.operation, error)
+        failure.__cause__ = error
+        return _Failed(failure)
+
     def depth(self) -> int:
         """Calls waiting for the actor: still queued, or taken but not yet handled."""
         unhandled = len(self._batch) - len(self._replies) - 1  # the one being handled is not
         return self.mailbox.qsize() + max(unhandled, 0)
 
-    def _timeout(self, command: AnyCommand) -> CallTimeout:
-        return CallTimeout(command.operation, self.call_timeout or math.inf)
+    def _timeout_error(self, command: AnyCommand) -> CallTimeout:
+        return CallTimeout(command.operation, self._timeout)
 
-    def _answer(self, batch: list[Envelope], replies: list[object], now: float) -> None:
-        for (command, future, deadline), reply in zip(batch, replies, strict=False):
+    def _answer(self, batch: list[Envelope], replies: list[object], runs: Runs, now: float) -> None:
+        pairs = zip(batch, replies, strict=False)
+        # Replies ready only after their deadline (the loop was held up, or the disk):
+        # their callers get CallTimeout instead.
+        for (command, future), reply in itertools.islice(
+            pairs, _seen_before(runs, now - self._timeout)
+        ):
+            if future is not None and reply is not _SKIPPED and not future.done():
+                future.set_exception(self._timeout_error(command))
+        for (_, future), reply in pairs:
             if future is None or reply is _SKIPPED:
                 continue  # no reply wanted, or the caller was told already
             try:
-                if deadline < now:  # ready only after its deadline: the loop was held up
-                    future.set_exception(self._timeout(command))
-                elif type(reply) is _Failed:
+                if type(reply) is _Failed:
                     future.set_exception(reply.error)
                 else:
                     future.set_result(reply)
             except asyncio.InvalidStateError:  # the caller gave up: drop the late reply
                 pass
-        for _, future, _ in batch[len(replies) :]:
+        for _, future in batch[len(replies) :]:
             if future is not None and not future.done():
                 future.set_exception(self._closing_error())
         batch.clear()
@@ -249,7 +328,9 @@ class Actor:
         PersistenceError after a failed commit)."""
         self.closed = True
         error = self._closing_error()
-        for _, future, _ in self.mailbox.close(error):
+        self._seen.clear()
+        self._seen_count = 0
+        for _, future in self.mailbox.close(error):
             if future is not None and not future.done():
                 future.set_exception(self._closing_error())
 
@@ -259,7 +340,7 @@ class Actor:
 
     # -- durability ----------------------------------------------------------------------
 
-    def _park(self, batch: list[Envelope], replies: list[object]) -> None:
+    def _park(self, batch: list[Envelope], replies: list[object], runs: Runs) -> None:
         """Submit the turn's changes (if any) and answer it once everything before is durable."""
         state = self.state
         database = self._database
@@ -270,14 +351,16 @@ class Actor:
             try:
                 self._submitted = database.submit(Turn(tuple(records), state.counters_snapshot()))
             except PersistenceError as error:
-                self._parked.append(_Parked(self._submitted + 1, batch, replies, first, changes))
+                self._parked.append(
+                    _Parked(self._submitted + 1, batch, replies, runs, first, changes)
+                )
                 self._fail(error)
                 return
         if self._committed >= self._submitted and not self._parked and self.failure is None:
             self._publish(first, changes)  # nothing to wait for: a turn of reads
-            self._answer(batch, replies, time.monotonic())
+            self._answer(batch, replies, runs, time.monotonic())
             return
-        self._parked.append(_Parked(self._submitted, batch, replies, first, changes))
+        self._parked.append(_Parked(self._submitted, batch, replies, runs, first, changes))
         if self._watchdog is None:
             self._watchdog = asyncio.get_running_loop().call_later(
                 _WATCHDOG_TICK, self._check_parked
@@ -310,7 +393,7 @@ class Actor:
         while parked and parked[0].seq <= self._committed:
             turn = parked.popleft()
             self._publish(turn.first, turn.changes)
-            self._answer(turn.batch, turn.replies, time.monotonic())
+            self._answer(turn.batch, turn.replies, turn.runs, time.monotonic())
 
     def _fail(self, error: PersistenceError) -> None:
         """Fail stop: what is not durable is not acknowledged, and the store closes."""
@@ -319,7 +402,7 @@ class Actor:
         self.failure = error
         parked, self._parked = self._parked, deque()
         for turn in parked:
-            for _, future, _ in turn.batch:
+            for _, future in turn.batch:
                 if future is not None and not future.done():
                     future.set_exception(PersistenceError(str(error), error.path))
             turn.batch.clear()
@@ -333,11 +416,12 @@ class Actor:
         self._watchdog = None
         if not self._parked:
             return
-        now = time.monotonic()
+        cutoff = time.monotonic() - self._timeout
         for turn in self._parked:
-            for command, future, deadline in turn.batch:
-                if deadline < now and future is not None and not future.done():
-                    future.set_exception(self._timeout(command))
+            late = _seen_before(turn.runs, cutoff)
+            for command, future in itertools.islice(turn.batch, late):
+                if future is not None and not future.done():
+                    future.set_exception(self._timeout_error(command))
         self._watchdog = asyncio.get_running_loop().call_later(_WATCHDOG_TICK, self._check_parked)
 
     @property
@@ -385,7 +469,7 @@ class Actor:
 
     def _request_sweep(self) -> None:
         try:
-            self.mailbox.put_nowait((_Sweep(), None, NO_DEADLINE))
+            self.mailbox.put_nowait((_Sweep(), None))
         except asyncio.QueueFull:  # busy: try again next interval
             self._schedule_sweep(asyncio.get_running_loop())
 
@@ -400,7 +484,7 @@ class Actor:
     def _request_touches(self) -> None:
         self._touch_timer = None
         with contextlib.suppress(asyncio.QueueFull):  # busy: the next interval will do
-            self.mailbox.put_nowait((_Touches(), None, NO_DEADLINE))
+            self.mailbox.put_nowait((_Touches(), None))
         self._schedule_touches(asyncio.get_running_loop())
 
     def _touches(self, command: _Touches) -> None:

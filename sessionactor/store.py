@@ -12,7 +12,6 @@ import contextlib
 import gc
 import itertools
 import logging
-import math
 import os
 import threading
 import time
@@ -24,7 +23,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from . import messages as m
-from ._actor import NO_DEADLINE, Actor, Envelope, finish
+from ._actor import Actor, Envelope, finish
 from ._api import AsyncFacade, StoreCalls
 from ._frozen import Limits
 from ._imports import Checking
@@ -58,7 +57,6 @@ _STOPPED: Final = "the session store has stopped"
 _SYNCHRONOUS: Final = ("full", "normal", "off")
 _TOUCH_INTERVAL: Final = 60.0  # seconds, when there is no periodic sweep
 _Future: Final = asyncio.Future
-_monotonic: Final = time.monotonic
 # The loop running in this thread, or None: a C call, as cheap as reading the thread id.
 _running_loop: Final = asyncio.events._get_running_loop
 _get_ident: Final = threading.get_ident
@@ -132,8 +130,9 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
             (``None``: no periodic sweep). An expired session is gone for every
             call at once; the sweep frees it and counts it.
         call_timeout: seconds a call waits for its reply before it raises
-            ``CallTimeout`` (``None``: no limit). A call whose caller gave up
-            before the actor reached it is not applied.
+            ``CallTimeout`` (``None``: no limit), counted from the actor's next
+            turn (within one pass of the event loop). A call whose caller gave
+            up before the actor reached it is not applied.
         mailbox_size: how many calls may wait for the actor (``None``: no bound);
             with a bound, callers wait for room (back-pressure).
         max_sessions: how many live sessions may exist (``SessionLimitExceeded``).
@@ -217,7 +216,6 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
         )
         if self._telemetry.instruments_calls:
             self._call = self._telemetry.instrument(self._call)  # type: ignore[method-assign,assignment]
-        self._timeout_seconds = math.inf if self._call_timeout is None else self._call_timeout
         if database is not None and not isinstance(database, str | os.PathLike):
             raise InvalidArgument(
                 f"database must be a path (str or os.PathLike) or None, got {describe(database)}"
@@ -465,14 +463,14 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
     _send_source = """\
 if self._direct and _get_ident() == self._home_thread and self._home_running():
     future = _Future(loop=self._loop)
-    self._append((command, future, _monotonic() + self._timeout_seconds))
+    self._append((command, future))
     if self._mailbox.reader is not None:
         self._mailbox.wake()
     return await future
 return await self._call(command)
 """
     _send_names: ClassVar[Mapping[str, Any]] = MappingProxyType(
-        {"_Future": _Future, "_get_ident": _get_ident, "_monotonic": _monotonic}
+        {"_Future": _Future, "_get_ident": _get_ident}
     )
 
     def _call(self, command: m.Command[R]) -> Awaitable[R]:
@@ -487,7 +485,7 @@ return await self._call(command)
         if command.special:
             return self._special_call(command)
         future: asyncio.Future[R] = _Future(loop=self._loop)
-        envelope = (command, future, _monotonic() + self._timeout_seconds)
+        envelope: Envelope = (command, future)
         try:
             self._put(envelope)
         except asyncio.QueueFull:
@@ -502,7 +500,7 @@ return await self._call(command)
             if type(pending) is Checking:
                 return self._check_then_call(command, pending)
         future: asyncio.Future[R] = _Future(loop=self._loop)
-        envelope = (command, future, _monotonic() + self._timeout_seconds)
+        envelope: Envelope = (command, future)
         try:
             self._put(envelope)
         except asyncio.QueueFull:
@@ -547,12 +545,11 @@ return await self._call(command)
     async def _finished(self, future: asyncio.Future[Any], operation: str) -> Any:
         return await finish(await future, operation)
 
-    async def _call_after_room(
-        self, envelope: tuple[m.AnyCommand, asyncio.Future[Any], float]
-    ) -> Any:
+    async def _call_after_room(self, envelope: Envelope) -> Any:
         """Back-pressure: wait for room in a bounded mailbox and then for the reply,
         both within one ``call_timeout``."""
-        command, future, _ = envelope
+        command, future = envelope
+        assert future is not None
         actor = cast(Actor, self._actor)
         deadline = asyncio.timeout(self._call_timeout)
         try:
@@ -619,11 +616,7 @@ return await self._call(command)
         actor = self._actor
         if actor is None or actor.closed:
             return
-        envelope: tuple[m.AnyCommand, None, float] = (
-            m.UnwatchSession(watcher.token),
-            None,
-            NO_DEADLINE,
-        )
+        envelope: Envelope = (m.UnwatchSession(watcher.token), None)
         try:
             actor.mailbox.put_nowait(envelope)
         except asyncio.QueueFull:  # a bounded mailbox is full: queue it as soon as there is room

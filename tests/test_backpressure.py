@@ -154,7 +154,7 @@ async def test_callers_giving_up_at_any_point_never_leave_others_waiting() -> No
         # ...so the mailbox is empty (but for the periodic sweep), nothing is reserved,
         # nobody waits for room, and every watch has ended.
         mailbox = actor.mailbox
-        assert all(type(command) is _Sweep for command, _, _ in mailbox.items)
+        assert all(type(command) is _Sweep for command, _ in mailbox.items)
         assert stats.mailbox_depth <= 1 and mailbox.qsize() <= 1
         assert mailbox._reserved == 0
         assert not [waiter for waiter in mailbox._putters if not waiter.done()]

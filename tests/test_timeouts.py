@@ -9,8 +9,12 @@ from collections.abc import Mapping
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sessionactor import CallTimeout, SessionStore
+from sessionactor._actor import Actor, _seen_before
+from sessionactor.state import StoreState
 
 SLOW_SECONDS = 0.0005
 BACKLOG = 1500  # three turns of the actor (at most 512 calls each): later calls wait
@@ -113,3 +117,45 @@ async def test_a_reply_that_comes_after_the_deadline_is_dropped_for_call_timeout
         # the caller gave up, yet the call may have been applied: its late reply is dropped
         assert await store.has_variable("s1", "slow")
         assert (await store.update_variable("s1", "x", 1)).version == 1  # still serving
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(min_value=0, max_value=40), st.integers(min_value=1, max_value=30)),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_each_call_counts_its_deadline_from_the_turn_that_first_saw_it(
+    steps: list[tuple[int, int]],
+) -> None:
+    """The actor's record of when it first saw the queued calls, against a plain model:
+    calls put between turns are seen at the next turn, whichever turn takes them, when
+    turns take only some of what is queued."""
+    actor = Actor(StoreState(), mailbox_size=None, cleanup_interval=None, call_timeout=1.0)
+    mailbox = actor.mailbox
+    seen_at: dict[int, float] = {}  # the model: call number -> turn that first saw it
+    queued: list[int] = []
+    number = 0
+    for turn, (puts, limit) in enumerate(steps):
+        for _ in range(puts):
+            mailbox.put_nowait((number, None))  # type: ignore[arg-type]
+            queued.append(number)
+            number += 1
+        now = float(turn)
+        for call in queued:
+            seen_at.setdefault(call, now)
+        actor._see(now)
+        batch = mailbox.take(limit)
+        runs = actor._taken(len(batch))
+        taken, queued = queued[: len(batch)], queued[len(batch) :]
+        numbers: list[object] = [call for call, _ in batch]
+        assert numbers == taken
+        assert sum(int(size) for size, _ in runs) == len(batch)
+        expanded = [at for size, at in runs for _ in range(int(size))]
+        assert expanded == [seen_at[call] for call in taken]
+        # the calls first seen before a cutoff are always the first ones taken
+        for cutoff in (now - 2.5, now - 0.5, now + 0.5):
+            overdue = _seen_before(runs, cutoff)
+            assert overdue == sum(1 for call in taken if seen_at[call] < cutoff)
