@@ -995,16 +995,24 @@ class StoreState:
         if caller_metadata is not EMPTY_MAPPING:  # (a FrozenMap's len() is a Python call)
             metadata = self._merged_metadata(variable, caller_metadata, wall)
         else:
-            # Variables registered alike share their base metadata, and updates in one
-            # turn share the time: such updates share one (immutable) metadata view.
-            base = variable.metadata
-            if type(base) is UpdateMetadata:
-                base = base._base
-            metadata = self._last_metadata
-            if metadata._base is not base or metadata._wall != wall or metadata._source != "python":
-                metadata = self._last_metadata = UpdateMetadata.build(base, "python", wall)
+            metadata = self._shared_metadata(variable, wall)
         self.revision += 1
         return next_version(variable, value, metadata, wall, self.revision)
+
+    def _shared_metadata(self, variable: Variable, wall: float) -> UpdateMetadata:
+        """The metadata of ``variable`` updated at ``wall`` with none of the caller's.
+
+        Variables registered alike share their base metadata, and updates in one turn
+        share the time: such updates share one (immutable) view. Only built here, so
+        its source is always "python".
+        """
+        base = variable.metadata
+        if type(base) is UpdateMetadata:
+            base = base._base
+        metadata = self._last_metadata
+        if metadata._base is not base or metadata._wall != wall:
+            metadata = self._last_metadata = UpdateMetadata.build(base, "python", wall)
+        return metadata
 
     def _merged_metadata(
         self, variable: Variable, caller_metadata: FrozenMap, wall: float
@@ -1138,19 +1146,19 @@ class StoreState:
         if expected is not None:
             self._check_expected(variable, expected)
 
-        # _updated, next_version and _commit, written out: their calls are a fifth of an
-        # update. Updates in one turn with no metadata of their own share one view.
+        # _updated (with _shared_metadata), next_version and _commit, written out: their
+        # calls are a fifth of an update.
         wall = self._wall_now
         if caller_metadata is EMPTY_MAPPING:
             metadata = self._last_metadata
             base = variable.metadata
             if type(base) is UpdateMetadata:
                 base = base._base
-            if metadata._base is not base or metadata._wall != wall or metadata._source != "python":
+            if metadata._base is not base or metadata._wall != wall:
                 metadata = self._last_metadata = UpdateMetadata.build(base, "python", wall)
         else:
             metadata = self._merged_metadata(variable, caller_metadata, wall)
-        self.revision += 1
+        revision = self.revision = self.revision + 1
         fresh: Any = _new_object(_VariableSlots)  # then a Variable: see build_variable
         fresh.id = variable.id
         fresh.name = variable.name
@@ -1161,7 +1169,7 @@ class StoreState:
         fresh.version = variable.version + 1
         fresh.created_at = variable.created_at
         fresh.updated_at = wall
-        fresh.revision = self.revision
+        fresh.revision = revision
         fresh.optimizer_id = variable.optimizer_id
         fresh.optimization_started_at = variable.optimization_started_at
         fresh.__class__ = Variable
