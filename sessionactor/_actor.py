@@ -185,7 +185,7 @@ class Actor:
                 if not batch:
                     if self.failure is not None:
                         raise self.failure
-                    await mailbox.wait()
+                    await mailbox.wait(loop)
                     continue
                 runs = self._taken(len(batch))
 

@@ -119,11 +119,12 @@ class Mailbox(Generic[T]):
             self._wake_putters()
         return batch
 
-    async def wait(self) -> None:
-        """Return once the mailbox holds something (at once if it does)."""
+    async def wait(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Return once the mailbox holds something (at once if it does). ``loop``: the
+        running loop, if the reader knows it (asking asyncio costs a system call)."""
         if self.items:
             return
-        getter = self.reader = asyncio.get_running_loop().create_future()
+        getter = self.reader = (loop or asyncio.get_running_loop()).create_future()
         try:
             await getter
         finally:
