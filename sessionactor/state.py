@@ -1262,17 +1262,18 @@ class StoreState:
         missing: list[str] = []
         seen_missing: set[str] = set()
         variables, names = record.variables, record.names
+        by_id, by_name = variables.get, names.get
         for item in identifiers:
             identifier = item if type(item) is str else check_identifier(item)
-            if identifier in found or identifier in seen_missing:
-                continue
-            variable = variables.get(identifier)
+            # A repeated identifier finds the same variable again: no need to skip it.
+            variable = by_id(identifier)
             if variable is None:
-                variable_id = names.get(identifier)
+                variable_id = by_name(identifier)
                 if variable_id is None:
-                    check_identifier(identifier)
-                    missing.append(identifier)
-                    seen_missing.add(identifier)
+                    if identifier not in seen_missing:
+                        check_identifier(identifier)
+                        missing.append(identifier)
+                        seen_missing.add(identifier)
                     continue
                 variable = variables[variable_id]
             found[identifier] = variable
