@@ -225,28 +225,31 @@ async def test_the_advice_works_blocking_session_store_wrap_from_that_thread(
     assert await running.get_variable_value(SID, "x") == 7
 
 
+async def start_with_x(store: SessionStore) -> None:
+    """Start ``store`` in the running loop, with variable ``x`` = 0 in session SID."""
+    await store.__aenter__()
+    await store.create_session(SID)
+    await store.register_variable(SID, "x", "integer", 0)
+
+
+async def update_x(store: SessionStore, value: int) -> BaseException | None:
+    """Update ``x``: the error it raised, or None."""
+    try:
+        await store.update_variable(SID, "x", value)
+    except BaseException as error:
+        return error
+    return None
+
+
 def test_a_call_from_another_loop_in_the_same_thread_is_refused_and_not_applied() -> None:
     """A second loop in the store's own thread (a pytest-asyncio fixture of another
     loop scope, ``asyncio.run`` after ``loop.run_until_complete``) is not the store's
     loop either: its call is refused, not queued and later applied."""
     store = SessionStore()
     home = asyncio.new_event_loop()
-
-    async def start() -> None:
-        await store.__aenter__()
-        await store.create_session(SID)
-        await store.register_variable(SID, "x", "integer", 0)
-
-    async def call_from_another_loop() -> BaseException | None:
-        try:
-            await store.update_variable(SID, "x", 5)
-        except BaseException as error:
-            return error
-        return None
-
     try:
-        home.run_until_complete(asyncio.wait_for(start(), PROMPT))
-        error = asyncio.run(asyncio.wait_for(call_from_another_loop(), PROMPT))
+        home.run_until_complete(asyncio.wait_for(start_with_x(store), PROMPT))
+        error = asyncio.run(asyncio.wait_for(update_x(store, 5), PROMPT))
         assert mailbox_of(store) == [], "the call from another loop was queued"
         assert isinstance(error, RuntimeError)
         assert "BlockingSessionStore" in str(error), error
@@ -266,29 +269,17 @@ def test_a_store_whose_loop_moves_to_another_thread_serves_there_and_refuses_the
     store = SessionStore()
     home = asyncio.new_event_loop()
 
-    async def start() -> None:
-        await store.__aenter__()
-        await store.create_session(SID)
-        await store.register_variable(SID, "x", "integer", 0)
-
     async def in_the_moved_loop() -> tuple[int, object]:
         updated = await store.update_variable(SID, "x", 4)
         return updated.version, store.get_variable_nowait(SID, "x").value
 
-    async def from_the_old_thread() -> BaseException | None:
-        try:
-            await store.update_variable(SID, "x", 9)
-        except BaseException as error:
-            return error
-        return None
-
-    home.run_until_complete(asyncio.wait_for(start(), PROMPT))
+    home.run_until_complete(asyncio.wait_for(start_with_x(store), PROMPT))
     runner = threading.Thread(target=home.run_forever)
     runner.start()
     try:
         moved = asyncio.run_coroutine_threadsafe(in_the_moved_loop(), home).result(PROMPT)
         assert moved == (1, 4)
-        error = asyncio.run(asyncio.wait_for(from_the_old_thread(), PROMPT))
+        error = asyncio.run(asyncio.wait_for(update_x(store, 9), PROMPT))
         assert_refused(error, "update_variable")
         value = asyncio.run_coroutine_threadsafe(store.get_variable_value(SID, "x"), home).result(
             PROMPT
