@@ -81,7 +81,7 @@ from ._journal import (
 )
 from .errors import InvalidArgument, PersistenceError, describe
 from .model import build_variable
-from .types import TypeRegistry, TypeSpec
+from .types import BUILTIN_TYPES, TypeRegistry, TypeSpec
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SYNCHRONOUS_MODES", "Database", "Loaded"]
 
@@ -342,6 +342,7 @@ def _json_encoder() -> Callable[[object], str]:
 _encode_json: Final = _json_encoder()
 _scan_json: Final = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 _float_repr: Final = float.__repr__  # what json writes for a finite float
+_FLOAT: Final = BUILTIN_TYPES["float"]
 
 
 def _to_json(value: object) -> str | bytes:
@@ -428,16 +429,19 @@ class _Batch:
 
     def add(self, turn: Turn) -> None:
         """Fold one turn's records, in order, and take its counters."""
+        variables = self.variables
         for record in turn.records:
+            if type(record) is VariableWritten:  # nearly every record: no match needed
+                written = variables.get(record.session_id)
+                if written is None:
+                    written = variables[record.session_id] = {}
+                variable_id = record.variable.id
+                earlier = written.get(variable_id)
+                if earlier is not None and earlier.position != record.position:
+                    record = attrs.evolve(record, position=earlier.position)
+                written[variable_id] = record
+                continue
             match record:
-                case VariableWritten(session_id=session_id, variable=variable):
-                    written = self.variables.get(session_id)
-                    if written is None:
-                        written = self.variables[session_id] = {}
-                    earlier = written.get(variable.id)
-                    if earlier is not None and earlier.position != record.position:
-                        record = attrs.evolve(record, position=earlier.position)
-                    written[variable.id] = record
                 case SessionTouched(session_id=session_id):
                     self.touches[session_id] = record
                 case SessionWritten(session=row):
@@ -629,8 +633,12 @@ def _variable_rows(
             started_at = variable.optimization_started_at
             lease = record.lease_expires_at
             optimizer_id = variable.optimizer_id
-            value = _to_json(spec.to_json(variable.value))
-            metadata = mapping_json(variable.metadata)
+            raw = variable.value
+            if spec is _FLOAT and type(raw) is float and raw - raw == 0.0:
+                value: str | bytes = _float_repr(raw)  # a finite float: what to_json gives
+            else:
+                value = _to_json(spec.to_json(raw))
+            metadata = encoded.get(id(variable.metadata)) or mapping_json(variable.metadata)
             if record.position == 0:
                 changed.append(
                     (
@@ -643,7 +651,10 @@ def _variable_rows(
                         started_at if started_at == started_at else nan,
                         lease if lease == lease else nan,
                         session_key,
-                        _text(variable.id),
+                        # _text, written out for the common case
+                        variable_id
+                        if (variable_id := variable.id).isascii() and "\x00" not in variable_id
+                        else _text(variable_id),
                     )
                 )
                 continue
