@@ -1,6 +1,7 @@
-"""Call timeouts with one timer per store instead of one per call.
+"""Call timeouts with one timer per connection instead of one per call (the remote
+client's; the store's own actor times calls out by when it first saw them).
 
-Every call of a store waits at most the same ``call_timeout``, so deadlines are
+Every call of a connection waits at most the same ``call_timeout``, so deadlines are
 registered in increasing order and a deque keeps them sorted for free. One
 timer walks the front of the deque: answered calls are dropped, overdue ones
 fail with :class:`CallTimeout`. That replaces a ``call_later`` handle per call
@@ -45,12 +46,7 @@ class CallDeadlines:
 
     def expire_overdue(self) -> float | None:
         """Fail every call past its deadline; drop answered ones. Returns the earliest
-        deadline still pending, if any.
-
-        The actor calls this just before it answers a batch, so that a reply which
-        comes too late (the loop was busy: a slow handler, a long backlog) is dropped
-        and its caller gets CallTimeout, as if the timer had fired on time.
-        """
+        deadline still pending, if any (the timer's next check)."""
         now = self._loop.time()
         pending = self._pending
         while pending:
