@@ -244,9 +244,10 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
         self._put: Callable[[Any], None] = _put_nowhere
         # The generated methods' own call path (_send_source): the mailbox, written
         # directly, when calls need neither room nor telemetry.
-        self._mailbox: Mailbox[Envelope] | None = None
+        self._mailbox: Mailbox[Envelope] = Mailbox()  # the actor's, once it starts
         self._append: Callable[[Any], None] = _put_nowhere
         self._direct = False
+        self._unbounded = False
         self._closed_reason = _NOT_STARTED
         # Watch: live watchers by session id, then by token.
         self._watchers: dict[str, dict[int, Watcher]] = {}
@@ -284,7 +285,8 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
         self._put = actor.mailbox.put_nowait
         self._mailbox = actor.mailbox
         self._append = actor.mailbox.items.append
-        self._direct = self._mailbox_size is None and not self._telemetry.instruments_calls
+        self._unbounded = self._mailbox_size is None
+        self._direct = self._unbounded and not self._telemetry.instruments_calls
         self._home = loop
         self._home_thread = _get_ident()
         self._home_running = loop.is_running
@@ -486,6 +488,11 @@ return await self._call(command)
             return self._special_call(command)
         future: asyncio.Future[R] = _Future(loop=self._loop)
         envelope: Envelope = (command, future)
+        if self._unbounded:  # as the generated methods send (see _send_source)
+            self._append(envelope)
+            if self._mailbox.reader is not None:
+                self._mailbox.wake()
+            return future
         try:
             self._put(envelope)
         except asyncio.QueueFull:
@@ -643,7 +650,8 @@ return await self._call(command)
             raise RuntimeError(
                 f"{command.operation}_nowait must be called in the store's own event loop"
             )
-        return cast(R, self._state.handle(command))
+        reply: R = self._state.handle(command)  # type: ignore[assignment]  # (cast is a call)
+        return reply
 
     def get_variable_nowait(self, session_id: str, identifier: str) -> Variable:
         """``get_variable`` without the mailbox: synchronous, on the store's loop only.
