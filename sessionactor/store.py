@@ -458,10 +458,10 @@ class SessionStore(StoreCalls, Watching, Mirroring, AsyncFacade):
     # -- the call path -------------------------------------------------------------
 
     # What every generated method does with its command (see _api._method), unless the
-    # command is special: the common case of _call written out there, which saves a
-    # Python call (and the mailbox's) on every call. The store must run in this thread's
-    # running loop (as in _call), with an unbounded mailbox and calls not instrumented;
-    # anything else (a refusal included) goes through _call.
+    # command is special: the common case of _call written out there, which saves the
+    # Python call to _call on every call. The store must run in this thread's running
+    # loop (as in _call), with an unbounded mailbox and calls not instrumented; anything
+    # else (a refusal included) goes through _call.
     _send_source = """\
 if self._direct and _get_ident() == self._home_thread and self._home_running():
     future = _Future(loop=self._loop)
