@@ -12,6 +12,7 @@ editable install through an import hook would hide it from mypy).
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +76,24 @@ def test_mypy_strict_sees_the_package_types_from_outside(tmp_path: Path) -> None
     assert result.returncode == 1, result.stdout + result.stderr
     assert 'got "Variable", expected "str"' in result.stdout, result.stdout
     assert "import-not-found" not in result.stdout
+
+
+# The contract the code is built from lives beside the repository, not in it: what
+# users read (README, guides, docstrings, which become the API reference) must stand
+# without it.
+_INTERNAL_DOCUMENT: Final = re.compile(r"\bSPEC\b")
+USER_TEXTS: Final = [
+    ROOT / "README.md",
+    *sorted(DOCS.glob("*.md")),
+    *sorted((ROOT / "sessionactor").glob("*.py")),
+]
+
+
+@pytest.mark.parametrize("path", USER_TEXTS, ids=lambda path: str(path.relative_to(ROOT)))
+def test_what_users_read_cites_no_internal_document(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    cited = [
+        f"line {text.count(chr(10), 0, match.start()) + 1}: {match.group()!r}"
+        for match in _INTERNAL_DOCUMENT.finditer(text)
+    ]
+    assert not cited, f"{path.name} cites a document users do not have; explain instead: {cited}"

@@ -1,17 +1,14 @@
 """A Griffe extension (loaded by mkdocstrings, see mkdocs.yml): docstrings as Markdown.
 
-sessionactor's docstrings are written for ``help()`` and doctest: ``>>>`` examples,
-reST roles (``:class:`SessionStore```) and, here and there, a citation of the
-internal specification the code was built from. Read as Markdown, an example
-becomes nested block quotes and a role stays literal text. This rewrites each
-docstring before it is parsed:
+sessionactor's docstrings are written for ``help()`` and doctest: ``>>>`` examples
+and reST roles (``:class:`SessionStore```). Read as Markdown, an example becomes
+nested block quotes and a role stays literal text. This rewrites each docstring
+before it is parsed:
 
 - a ``>>>`` example becomes a fenced ``pycon`` block (``# doctest:`` directives
   dropped, they mean nothing to a reader);
 - ``:class:`X``` and the other roles become a link to ``X`` where the site
-  documents it, else plain code;
-- ``(SPEC §N)`` citations are dropped: readers do not have that document, and
-  the text around them stands without it.
+  documents it, else plain code.
 """
 
 from __future__ import annotations
@@ -24,7 +21,6 @@ import griffe
 _ROLE: Final = re.compile(
     r":(?:class|func|meth|attr|exc|mod|data|obj):`(?P<short>~?)(?P<name>[^`]+)`"
 )
-_CITATION: Final = re.compile(r" ?\(SPEC §[^)]*\)")
 _DOCTEST_DIRECTIVE: Final = re.compile(r"\s*# doctest:.*$")
 _PROMPT: Final = re.compile(r"^(?P<indent> {0,3})>>> ")
 
@@ -76,7 +72,7 @@ def _resolve(obj: griffe.Object, name: str) -> str:
 
 def as_markdown(text: str, obj: griffe.Object) -> str:
     """The whole rewrite of one docstring."""
-    return link_roles(_CITATION.sub("", fence_examples(text)), obj)
+    return link_roles(fence_examples(text), obj)
 
 
 class DocstringsAsMarkdown(griffe.Extension):
