@@ -255,7 +255,29 @@ def has_wire_form(value: object) -> bool:
     return True
 
 
-class Gate:
+class AnyType:
+    """A user type that accepts any value and any constraints: what reaches it is
+    exactly what copy-in let through."""
+
+    name = "any"
+
+    def validate(self, value: object) -> object:
+        return value
+
+    def validate_constraints(self, constraints: Mapping[str, object]) -> None:
+        return None
+
+    def check(self, value: object, constraints: Mapping[str, object]) -> None:
+        return None
+
+    def to_json(self, value: object) -> object:
+        return value
+
+    def from_json(self, data: object) -> object:
+        return data
+
+
+class Gate(AnyType):
     """A user type whose ``validate`` holds the store's loop (a served store's too)
     until the gate opens: a call that is being applied when something else happens.
     ``gate.entered`` is set once a write of ``"block"`` is inside; ``gate.release``
@@ -273,15 +295,3 @@ class Gate:
             self.entered.set()
             self.release.wait(self._hold)
         return value
-
-    def validate_constraints(self, constraints: Mapping[str, object]) -> None:
-        return None
-
-    def check(self, value: object, constraints: Mapping[str, object]) -> None:
-        return None
-
-    def to_json(self, value: object) -> object:
-        return value
-
-    def from_json(self, data: object) -> object:
-        return data

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, ClassVar
 
 import anyio
 import pytest
+from conftest import AnyType
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -76,27 +77,6 @@ class ShiftyInt(int):
 
 class Tracked(list[Any]):
     """A list the caller keeps changing."""
-
-
-class AnyType:
-    """Accepts any value: what reaches the store is exactly what copy-in made of it."""
-
-    name = "any"
-
-    def validate(self, value: object) -> object:
-        return value
-
-    def validate_constraints(self, constraints: Mapping[str, object]) -> None:
-        return None
-
-    def check(self, value: object, constraints: Mapping[str, object]) -> None:
-        return None
-
-    def to_json(self, value: object) -> object:
-        return value
-
-    def from_json(self, data: object) -> object:
-        return data
 
 
 @pytest.fixture(autouse=True)

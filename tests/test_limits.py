@@ -18,12 +18,12 @@ import asyncio
 import gc
 import itertools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import anyio
 import pytest
-from conftest import backing
+from conftest import AnyType, backing
 
 from sessionactor import (
     AtomicUpdateError,
@@ -45,28 +45,6 @@ from sessionactor.types import Tensor
 SID = "s1"
 PROMPT = 10.0
 SMALL = Limits(max_items=6, max_string_length=5, max_depth=3)
-
-
-class AnyType:
-    """A user type that accepts any value and any constraints: what reaches it is
-    exactly what copy-in let through."""
-
-    name = "any"
-
-    def validate(self, value: object) -> object:
-        return value
-
-    def validate_constraints(self, constraints: Mapping[str, object]) -> None:
-        return None
-
-    def check(self, value: object, constraints: Mapping[str, object]) -> None:
-        return None
-
-    def to_json(self, value: object) -> object:
-        return value
-
-    def from_json(self, data: object) -> object:
-        return data
 
 
 def nest(levels: int) -> object:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
 
 import anyio
 import pytest
+from conftest import AnyType
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +20,7 @@ SLOW_SECONDS = 0.0005
 BACKLOG = 1500  # three turns of the actor (at most 512 calls each): later calls wait
 
 
-class SlowType:
+class SlowType(AnyType):
     """A user type whose validation takes a while: a stand-in for a busy actor."""
 
     name = "slow"
@@ -28,18 +28,6 @@ class SlowType:
     def validate(self, value: object) -> object:
         time.sleep(SLOW_SECONDS)  # blocks the loop, as a slow handler would
         return value
-
-    def validate_constraints(self, constraints: Mapping[str, object]) -> None:
-        return None
-
-    def check(self, value: object, constraints: Mapping[str, object]) -> None:
-        return None
-
-    def to_json(self, value: object) -> object:
-        return value
-
-    def from_json(self, data: object) -> object:
-        return data
 
 
 async def test_calls_stuck_behind_a_backlog_time_out() -> None:
