@@ -136,7 +136,6 @@ class Actor:
         self.closed = False  # no new calls are taken
         self.finished = False  # the loop has ended and the mailbox was answered
         self.failure: PersistenceError | None = None  # a commit failed: the store stopped
-        self.call_timeout = call_timeout
         self._timeout = math.inf if call_timeout is None else call_timeout
         # When the calls still queued were first seen (see Runs), and how many are.
         self._seen: deque[list[float]] = deque()
